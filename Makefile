@@ -1,0 +1,52 @@
+# `make demo` and `make test` set everything up from a clean checkout (a .venv with Python 3.12).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+# python3.12 on PATH if it runs (a pyenv shim may exist without the version selected), else a
+# pyenv-installed 3.12, else the system's.
+PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 \
+	/usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; \
+	done)
+EXTRAS ?= dev,dmc
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: venv demo test test-fast lint format bench clean
+
+$(BIN)/python:
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install python3.12"; exit 1; }
+	$(PYTHON312) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m robotrl.demo
+
+test: $(STAMP)
+	$(PYTEST) -q
+
+test-fast: $(STAMP)
+	$(PYTEST) -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) .jax_cache .pytest_cache runs benchmarks/out

@@ -1,0 +1,3 @@
+from robotrl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Algorithms: each a module with ``<Name>Config``, ``<Name>State`` and ``make(config, spec)``."""

@@ -1,0 +1,193 @@
+"""``robotrl`` command line: train, eval, runs list|compare.
+
+Bad input (unknown config keys, wrong types, missing files, corrupt checkpoints, a run that goes
+non-finite) ends with one ``robotrl: error: ...`` line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+EXIT_USAGE, EXIT_FAILED = 2, 1
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + error
+        print(f"robotrl: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _progress(quiet: bool):
+    """A rich progress bar with steps, SPS, last return and ETA; returns (callback, context)."""
+    if quiet:
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed:>9,.0f}/{task.total:,.0f} steps"),
+        TextColumn("{task.fields[sps]:>7,.0f} sps"),
+        TextColumn("return {task.fields[ret]}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
+    task = None
+
+    def update(step: int, total: int, sps: float, row: dict[str, float]) -> None:
+        nonlocal task
+        ret = row.get("eval/return_mean", row.get("train/episode_return", math.nan))
+        text = f"{ret:9.1f}" if math.isfinite(ret) else "      n/a"
+        if task is None:
+            task = progress.add_task("train", total=total, sps=sps, ret=text)
+        progress.update(task, completed=step, total=total, sps=sps, ret=text)
+
+    return update, progress
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from robotrl import experiment
+
+    if args.resume is None and args.config is None:
+        raise experiment.ConfigError("give a CONFIG file, or --resume RUN_DIR")
+    if args.resume is not None and args.config is not None:
+        raise experiment.ConfigError("give either a CONFIG file or --resume RUN_DIR, not both")
+    cfg = None if args.resume else experiment.load_config(args.config, args.set)
+    update, progress = _progress(args.quiet)
+
+    def print_eval(step: int, row: dict[str, float]) -> None:
+        if "eval/return_mean" in row:
+            line = (
+                f"step {step:>9,}  eval return {row['eval/return_mean']:9.2f} "
+                f"± {row['eval/return_std']:.2f} (IQM {row['eval/return_iqm']:.2f})"
+            )
+            (progress.console.print if progress else print)(line)
+
+    if progress is not None:
+        progress.start()
+    try:
+        run, _ = experiment.train(
+            cfg,
+            out=args.out,
+            resume=args.resume,
+            overrides=args.set if args.resume else (),
+            progress=update,
+            on_log=[print_eval],
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+    print(f"run directory: {run.path}")
+    print(f"learning curve: {run.path / 'learning_curve.png'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from robotrl import experiment
+
+    result = experiment.evaluate_run(
+        args.run_dir, episodes=args.episodes, step=args.step, seed=args.seed
+    )
+    out = Path(args.run_dir) / "eval.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(
+        f"{result['run']} @ step {result['step']}: return {result['eval/return_mean']:.2f} "
+        f"± {result['eval/return_std']:.2f} (IQM {result['eval/return_iqm']:.2f}) over "
+        f"{args.episodes} episodes per seed  -> {out}"
+    )
+    return 0
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from robotrl.runs import compare
+
+    rows = compare.list_runs(args.root)
+    if not rows:
+        print(f"no runs under {args.root}")
+        return 0
+    print(compare.format_table(rows))
+    return 0
+
+
+def cmd_runs_compare(args: argparse.Namespace) -> int:
+    from robotrl.runs import compare
+
+    report = compare.compare_runs(
+        args.run_dirs, metric=args.metric, out=args.out, group_by=args.group_by
+    )
+    print(report["table"])
+    for kind, path in report["files"].items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="robotrl", description="JAX reinforcement learning for robots.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train from a YAML preset, or resume a run")
+    train.add_argument("config", nargs="?", help="YAML preset (configs/*.yaml)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. --set algo.actor_lr=1e-4 (repeatable)",
+    )
+    train.add_argument("--out", help="run directory (default: runs/<preset>-<timestamp>)")
+    train.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint"
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a run's checkpoint (deterministic policy)")
+    ev.add_argument("run_dir")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    ev.add_argument("--seed", type=int, default=123)
+    ev.set_defaults(func=cmd_eval)
+
+    runs = sub.add_parser("runs", help="list and compare run directories")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True, parser_class=_Parser)
+    ls = runs_sub.add_parser("list", help="runs under a folder")
+    ls.add_argument("root", nargs="?", default="runs")
+    ls.set_defaults(func=cmd_runs_list)
+    cmp = runs_sub.add_parser("compare", help="table and plot of several runs")
+    cmp.add_argument("run_dirs", nargs="+")
+    cmp.add_argument("--metric", default="eval/return_mean")
+    cmp.add_argument("--group-by", default=None, help="config key to group runs by, e.g. algo.name")
+    cmp.add_argument("--out", default=None, help="folder for compare.png/.csv/.md")
+    cmp.set_defaults(func=cmd_runs_compare)
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from robotrl.config import ConfigError
+    from robotrl.runs import CheckpointError, RunDirError
+    from robotrl.train.session import NonFiniteError
+
+    return ConfigError, RunDirError, CheckpointError, NonFiniteError, FileNotFoundError
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except _known_errors() as err:
+        print(f"robotrl: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("robotrl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

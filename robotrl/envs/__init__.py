@@ -1,0 +1,28 @@
+"""Functional environments: state, wrappers, normalisation, and host (numpy) adapters."""
+
+from robotrl.envs.core import (
+    ActionRepeat,
+    AutoReset,
+    DomainRandomization,
+    EnvState,
+    EpisodeLimit,
+    VmapWrapper,
+    Wrapper,
+    make_eval_env,
+    make_training_env,
+)
+from robotrl.envs.normalize import ObsNormalization, RunningStats
+
+__all__ = [
+    "ActionRepeat",
+    "AutoReset",
+    "DomainRandomization",
+    "EnvState",
+    "EpisodeLimit",
+    "ObsNormalization",
+    "RunningStats",
+    "VmapWrapper",
+    "Wrapper",
+    "make_eval_env",
+    "make_training_env",
+]

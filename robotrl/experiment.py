@@ -1,0 +1,270 @@
+"""An experiment: a validated config turned into a training session, a run directory, and
+the train / resume / evaluate procedures the CLI exposes.
+
+YAML shape of a preset (every key optional except what differs from the defaults)::
+
+    name: sac_pendulum
+    seed: 0
+    env: {name: pendulum, options: {mass: 1.0}}
+    algo: {name: sac, critic: {kind: hl_gauss}}
+    train: {total_steps: 20000, eval_every: 5000}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from robotrl import registry
+from robotrl.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from robotrl.envs import ObsNormalization, make_eval_env, make_training_env
+from robotrl.envs.host import DMControlEnv, GymnasiumEnv
+from robotrl.runs import CheckpointStore, MetricsLog, RunDir, RunDirError, default_run_path
+from robotrl.runs.plot import learning_curve
+from robotrl.train.config import TrainConfig
+from robotrl.train.evaluate import evaluate_host, make_evaluator, summarize
+from robotrl.train.host_loop import HostSession
+from robotrl.train.scan_loop import ScanSession
+from robotrl.train.session import NonFiniteError, run_training
+from robotrl.types import Algorithm, EnvSpec
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EnvConfig:
+    name: str = "pendulum"  # a sims env, or gym/<id>, or dmc/<domain>-<task>
+    episode_length: int | None = None  # None: the env's own
+    action_repeat: int = 1  # functional envs only
+    normalize_obs: bool = False  # running observation normalisation (functional envs)
+    randomize: bool = False  # the env's default domain randomisation at every reset
+    reward_range: tuple[float, float] | None = None  # host envs: lets classification critics
+    # derive their value range
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # env-specific settings
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExperimentConfig:
+    name: str = "run"  # preset name, used for the run directory
+    seed: int = 0
+    env: EnvConfig = EnvConfig()
+    algo_name: str = "sac"
+    algo: Any = None  # the algorithm's own config dataclass
+    train: TrainConfig = TrainConfig()
+
+
+def parse_config(data: dict[str, Any]) -> ExperimentConfig:
+    """Validates plain config data (a preset after overrides) into an ``ExperimentConfig``."""
+    data = dict(data)
+    algo_data = data.pop("algo", {}) or {}
+    if not isinstance(algo_data, dict):
+        raise ConfigError("algo: expected a mapping with at least 'name'")
+    algo_data = dict(algo_data)
+    algo_name = algo_data.pop("name", "sac")
+    if algo_name not in registry.ALGORITHMS:
+        raise ConfigError(
+            f"algo.name: unknown algorithm {algo_name!r}; choose from {sorted(registry.ALGORITHMS)}"
+        )
+    algo_cls, _ = registry.ALGORITHMS[algo_name].load()
+    if "algo_name" in data:
+        raise ConfigError("unknown config key 'algo_name' (use algo.name)")
+    cfg = from_dict(ExperimentConfig, data)
+    algo_cfg = from_dict(algo_cls, algo_data, "algo")
+    env_name = cfg.env.name
+    if not registry.is_host_env(env_name) and env_name not in registry.ENVS:
+        raise ConfigError(
+            f"env.name: unknown env {env_name!r}; choose from {sorted(registry.ENVS)} or "
+            "gym/<id>, dmc/<domain>-<task>"
+        )
+    if registry.is_host_env(env_name) and cfg.env.action_repeat != 1:
+        raise ConfigError("env.action_repeat is only supported for functional (JAX) envs")
+    if registry.is_host_env(env_name) and (cfg.env.normalize_obs or cfg.env.randomize):
+        raise ConfigError("env.normalize_obs/randomize are only supported for functional envs")
+    if registry.is_host_env(env_name) and cfg.train.num_seeds != 1:
+        raise ConfigError("train.num_seeds > 1 needs a functional (JAX) env")
+    return dataclasses.replace(cfg, algo_name=algo_name, algo=algo_cfg)
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    return parse_config(apply_overrides(load_yaml(path), overrides))
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    out = to_dict(cfg)
+    algo = {"name": out.pop("algo_name"), **out.pop("algo")}
+    return {
+        "name": out["name"],
+        "seed": out["seed"],
+        "env": out["env"],
+        "algo": algo,
+        "train": out["train"],
+    }
+
+
+def _host_env_factory(cfg: EnvConfig) -> Callable[[int], Any]:
+    name = cfg.name
+    if name.startswith("gym/"):
+        kwargs = dict(cfg.options)
+        if cfg.episode_length is not None:
+            kwargs["max_episode_steps"] = cfg.episode_length
+        return lambda n: GymnasiumEnv(name[4:], n, reward_range=cfg.reward_range, **kwargs)
+    domain, _, task = name[4:].partition("-")
+    if not task:
+        raise ConfigError(f"env.name: dm_control envs are named dmc/<domain>-<task>, got {name!r}")
+    return lambda n: DMControlEnv(domain, task, n, **cfg.options)
+
+
+def make_functional_env(cfg: EnvConfig) -> tuple[Any, Callable[..., Any] | None]:
+    """The unwrapped functional env and its default randomisation function."""
+    env_cls, make_env, randomize = registry.ENVS[cfg.name].load()
+    env_cfg = from_dict(env_cls, cfg.options, "env.options")
+    return make_env(env_cfg), randomize
+
+
+class Experiment:
+    """A config with its env spec, algorithm and (lazily built) training session."""
+
+    def __init__(self, cfg: ExperimentConfig):
+        self.cfg = cfg
+        _, make_algo = registry.ALGORITHMS[cfg.algo_name].load()
+        if registry.is_host_env(cfg.env.name):
+            self._make_host = _host_env_factory(cfg.env)
+            try:
+                self.host_env = self._make_host(cfg.train.num_envs)
+            except Exception as err:  # gymnasium/dm_control raise many types for a bad name
+                raise ConfigError(f"env.name: cannot make {cfg.env.name!r}: {err}") from None
+            self.spec: EnvSpec = self.host_env.spec
+        else:
+            self.base_env, self._randomize = make_functional_env(cfg.env)
+            self.spec = make_training_env(
+                self.base_env,
+                1,
+                episode_length=cfg.env.episode_length,
+                action_repeat=cfg.env.action_repeat,
+            ).spec
+        try:
+            self.algo: Algorithm = make_algo(cfg.algo, self.spec)
+        except ValueError as err:
+            raise ConfigError(f"algo: {err}") from None
+
+    @property
+    def is_host(self) -> bool:
+        return registry.is_host_env(self.cfg.env.name)
+
+    def session(self):
+        cfg = self.cfg
+        if self.is_host:
+            return HostSession(self.host_env, self._make_host, self.algo, cfg.train, cfg.seed)
+        randomize = self._randomize if cfg.env.randomize else None
+        common = dict(
+            episode_length=cfg.env.episode_length,
+            action_repeat=cfg.env.action_repeat,
+            randomize=randomize,
+        )
+        train_env = make_training_env(self.base_env, cfg.train.num_envs, **common)
+        eval_env = make_eval_env(self.base_env, cfg.train.eval_episodes, **common)
+        if cfg.env.normalize_obs:
+            train_env = ObsNormalization(train_env)
+            eval_env = ObsNormalization(eval_env, update=False)
+        return ScanSession(train_env, eval_env, self.algo, cfg.train, cfg.seed)
+
+
+def _restore(session, run: RunDir, keep: int) -> tuple[CheckpointStore, int]:
+    store = CheckpointStore(run.checkpoints, keep=keep)
+    step = store.latest_step()
+    if step is None:
+        raise RunDirError(f"{run.path} has no checkpoint to resume from")
+    tree, _ = store.restore(session.abstract_state(), step)
+    session.load_state(tree)
+    return store, step
+
+
+def train(
+    cfg: ExperimentConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    progress: Callable[..., None] | None = None,
+    on_log: Sequence[Callable[[int, dict[str, float]], None]] = (),
+) -> tuple[RunDir, dict[str, float]]:
+    """Trains a new run (``cfg``) or resumes one (``resume``); returns the run and its last row.
+
+    Everything that can fail on bad input (config, env name, checkpoint) fails before anything in
+    an existing run directory is written.
+    """
+    if resume is not None:
+        run = RunDir.open(resume)
+        bad = [o for o in overrides if not o.startswith("train.total_steps=")]
+        if bad:
+            raise ConfigError(f"--resume accepts only train.total_steps overrides, got {bad[0]!r}")
+        cfg = parse_config(apply_overrides(run.config(), overrides))
+        session = Experiment(cfg).session()
+        store, step = _restore(session, run, cfg.train.keep_checkpoints)
+        log = MetricsLog(run, resume_step=step)
+    else:
+        assert cfg is not None
+        session = Experiment(cfg).session()
+        run = RunDir.create(out or default_run_path(cfg.name), config_to_dict(cfg), cfg.seed)
+        store = CheckpointStore(run.checkpoints, keep=cfg.train.keep_checkpoints)
+        log = MetricsLog(run)
+    try:
+        row = run_training(
+            session, cfg.train, on_log=[log, *on_log], checkpointer=store, progress=progress
+        )
+    except NonFiniteError as err:
+        kept = store.latest_step()
+        detail = (
+            f"the last good checkpoint (step {kept}) is kept in {run.checkpoints}"
+            if kept is not None
+            else f"no checkpoint was written; metrics are in {run.path}"
+        )
+        raise NonFiniteError(err.step, err.name, detail) from None
+    finally:
+        log.close()
+        store.close()
+        if log.rows:
+            learning_curve({cfg.name: log.rows}, run.path / "learning_curve.png", title=cfg.name)
+    return run, row
+
+
+def evaluate_run(
+    run_path: str | Path, episodes: int = 10, step: int | None = None, seed: int = 123
+) -> dict[str, Any]:
+    """Restores a run's checkpoint and evaluates the deterministic policy (every seed)."""
+    run = RunDir.open(run_path)
+    cfg = parse_config(run.config())
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_episodes=episodes))
+    exp = Experiment(cfg)
+    session = exp.session()
+    store = CheckpointStore(run.checkpoints, read_only=True)
+    try:
+        tree, meta = store.restore(session.abstract_state(), step)
+    finally:
+        store.close()
+    session.load_state(tree)
+    if exp.is_host:
+        env = exp._make_host(episodes)
+        try:
+            returns = evaluate_host(env, exp.algo, session.algo_state, seed)[None]
+        finally:
+            env.close()
+    else:
+        evaluate = jax.jit(
+            jax.vmap(
+                make_evaluator(session.eval_env, exp.algo, session.eval_env.spec.episode_length)
+            )
+        )
+        keys = jax.random.split(jax.random.PRNGKey(seed), cfg.train.num_seeds)
+        stats = session.obs_stats()
+        returns = np.asarray(evaluate(session.state.algo, keys, stats)[0])
+    return {
+        "run": str(run.path),
+        "step": meta.get("env_steps"),
+        "episodes": episodes,
+        "returns": returns.tolist(),
+        **summarize(returns),
+    }

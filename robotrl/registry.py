@@ -1,0 +1,54 @@
+"""The one place that names algorithms and environments (the CLI edge).
+
+Literal dicts; each entry imports its module only when used, so ``import robotrl`` never pulls in
+the simulators. Host environments are named by prefix: ``gym/<gymnasium id>`` and
+``dmc/<domain>-<task>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+
+class AlgoEntry(NamedTuple):
+    load: Callable[[], tuple[type, Callable[..., Any]]]  # -> (Config class, make(config, spec))
+
+
+class EnvEntry(NamedTuple):
+    # -> (Config class, make(config) -> env, default randomize(key, params) -> params or None)
+    load: Callable[[], tuple[type, Callable[[Any], Any], Callable[..., Any] | None]]
+
+
+def _sac():
+    from robotrl.algos import sac
+
+    return sac.SACConfig, sac.make
+
+
+def _td3():
+    from robotrl.algos import td3
+
+    return td3.TD3Config, td3.make
+
+
+def _pendulum():
+    from sims.pendulum import Pendulum, PendulumConfig, randomize_mass_length
+
+    return PendulumConfig, Pendulum, randomize_mass_length
+
+
+ALGORITHMS: dict[str, AlgoEntry] = {
+    "sac": AlgoEntry(_sac),
+    "td3": AlgoEntry(_td3),
+}
+
+ENVS: dict[str, EnvEntry] = {
+    "pendulum": EnvEntry(_pendulum),
+}
+
+HOST_PREFIXES = ("gym/", "dmc/")
+
+
+def is_host_env(name: str) -> bool:
+    return name.startswith(HOST_PREFIXES)

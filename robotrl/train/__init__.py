@@ -1,0 +1,21 @@
+"""Training loops (on-device scan loop, host loop), their shared driver, and evaluation."""
+
+from robotrl.train.config import TrainConfig
+from robotrl.train.evaluate import evaluate_host, iqm, make_evaluator, summarize
+from robotrl.train.host_loop import HostSession
+from robotrl.train.scan_loop import LoopState, ScanSession
+from robotrl.train.session import ChunkResult, NonFiniteError, run_training
+
+__all__ = [
+    "ChunkResult",
+    "HostSession",
+    "LoopState",
+    "NonFiniteError",
+    "ScanSession",
+    "TrainConfig",
+    "evaluate_host",
+    "iqm",
+    "make_evaluator",
+    "run_training",
+    "summarize",
+]

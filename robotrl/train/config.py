@@ -1,0 +1,32 @@
+"""Settings of the training loops (shared by ``scan_loop`` and ``host_loop``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    total_steps: int = 20_000  # env transitions to collect (summed over parallel envs)
+    num_envs: int = 1  # parallel envs; one update call per vectorised env step
+    learning_starts: int = 1_000  # transitions of uniform random actions before updates begin
+    buffer_size: int = 1_000_000  # replay capacity in transitions
+    log_every: int = 1_000  # transitions per logged row (and per jitted chunk of the scan loop)
+    eval_every: int = 5_000  # transitions between evaluations (0: only at the end)
+    eval_episodes: int = 10  # deterministic episodes per evaluation
+    checkpoint_every: int = 5_000  # transitions between checkpoints (0: only at the end)
+    keep_checkpoints: int = 3  # orbax keeps this many latest checkpoints
+    save_buffer: bool = True  # checkpoint the replay buffer too (exact resume)
+    num_seeds: int = 1  # scan loop: seeds trained side by side in one vmapped program
+
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "num_envs", "log_every", "eval_episodes", "num_seeds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        if self.log_every % self.num_envs:
+            raise ValueError(
+                f"log_every ({self.log_every}) must be a multiple of num_envs ({self.num_envs})"
+            )
+        for name in ("learning_starts", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")

@@ -1,0 +1,173 @@
+"""The host training loop: the same ``algo.update``, fed by a Python env (gymnasium, dm_control,
+a robot) through a numpy replay buffer.
+
+Per env step: one jitted policy call, one host env step, one buffer insert, and once learning has
+started one jitted ``update`` on ``utd * batch_size`` sampled transitions. Metrics stay on the
+device until the end of a chunk, so the loop does not wait on every update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from robotrl.buffers import HostReplay
+from robotrl.envs.host import HostEnv
+from robotrl.train.config import TrainConfig
+from robotrl.train.evaluate import evaluate_host
+from robotrl.train.session import ChunkResult, first_non_finite
+from robotrl.types import Algorithm, Transition
+
+
+def _reset_where(done: np.ndarray, fresh: Any, carry: Any) -> Any:
+    def pick(a, b):
+        mask = done.reshape(done.shape + (1,) * (np.ndim(b) - 1))
+        return np.where(mask, np.broadcast_to(a, np.shape(b)), b)
+
+    return jax.tree.map(pick, fresh, carry)
+
+
+class HostSession:
+    """Host-loop training state and the functions that advance it (one seed)."""
+
+    num_seeds = 1
+
+    def __init__(
+        self,
+        env: HostEnv,
+        make_env: Callable[[int], HostEnv],
+        algo: Algorithm,
+        cfg: TrainConfig,
+        seed: int,
+    ):
+        """``env`` is the training env (``cfg.num_envs`` copies); ``make_env(n)`` builds the
+        evaluation batch."""
+        self.cfg, self.algo, self.seed = cfg, algo, seed
+        self.env = env
+        self._make_env = make_env
+        self.spec = self.env.spec
+        key = jax.random.PRNGKey(seed)
+        k_algo, self.key = jax.random.split(key)
+        self.algo_state = algo.init(k_algo)
+        self.policy, _ = algo.make_policy(self.algo_state, False)
+        self._act = jax.jit(self.policy.step)
+        self._update = jax.jit(algo.update, donate_argnums=0)
+        self.obs = self.env.reset(seed)
+        self.carry = self.policy.init_carry((cfg.num_envs,))
+        _, params = algo.make_policy(self.algo_state, False)
+        action, _, extras = jax.eval_shape(self._act, params, self.carry, self.obs, self.key)
+        example = Transition(
+            obs=self.obs,
+            action=np.zeros(action.shape, action.dtype),
+            reward=np.zeros(cfg.num_envs, np.float32),
+            terminated=np.zeros(cfg.num_envs, bool),
+            truncated=np.zeros(cfg.num_envs, bool),
+            next_obs=self.obs,
+            extras=jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), extras),
+        )
+        self.buffer = HostReplay(example, cfg.buffer_size, seed)
+        self._steps = 0
+        self.episode_return = np.zeros(cfg.num_envs)
+        self.rng = np.random.default_rng(seed)
+        self._low = np.asarray(self.spec.action_low, np.float32)
+        self._high = np.asarray(self.spec.action_high, np.float32)
+
+    def env_steps(self) -> int:
+        return self._steps
+
+    def run_chunk(self) -> ChunkResult:
+        cfg = self.cfg
+        sample_size = self.algo.config.batch_size * self.algo.config.utd
+        start = self._steps
+        iterations = cfg.log_every // cfg.num_envs
+        metrics, returns, bad = [], [], None
+        for i in range(iterations):
+            self.key, k_act, k_update = jax.random.split(self.key, 3)
+            _, params = self.algo.make_policy(self.algo_state, False)
+            action, carry, extras = self._act(params, self.carry, self.obs, k_act)
+            if self._steps < cfg.learning_starts:
+                action = self.rng.uniform(self._low, self._high, (cfg.num_envs, len(self._low)))
+            action = np.asarray(action, np.float32)
+            out = self.env.step(action)
+            if not (np.all(np.isfinite(out.obs)) and np.all(np.isfinite(out.final_obs))):
+                bad = (self._steps + cfg.num_envs, "env/obs")
+                break
+            self.buffer.add(
+                Transition(
+                    self.obs,
+                    action,
+                    out.reward,
+                    out.terminated,
+                    out.truncated,
+                    out.final_obs,
+                    jax.device_get(extras),
+                )
+            )
+            done = out.terminated | out.truncated
+            self.carry = _reset_where(
+                done, self.policy.init_carry((cfg.num_envs,)), jax.device_get(carry)
+            )
+            self.obs = out.obs
+            self.episode_return += out.reward
+            returns.extend(self.episode_return[done].tolist())
+            self.episode_return[done] = 0.0
+            self._steps += cfg.num_envs
+            if self._steps > cfg.learning_starts:
+                batch = self.buffer.sample(sample_size)
+                self.algo_state, m = self._update(self.algo_state, batch, k_update)
+                metrics.append((i, m))
+        # One transfer for the whole chunk; the first non-finite update names its step.
+        values = jax.device_get([m for _, m in metrics])
+        result: dict[str, np.ndarray] = {}
+        if values:
+            finite = {
+                f"train/{k}": np.array([np.isfinite(v[k]).all() for v in values]) for k in values[0]
+            }
+            found = first_non_finite(finite, 0, 1)
+            if found is not None:
+                index = metrics[found[0] - 1][0]
+                step = start + (index + 1) * cfg.num_envs
+                if bad is None or step < bad[0]:
+                    bad = (step, found[1])
+            result = {f"train/{k}": np.array([np.mean([v[k] for v in values])]) for k in values[0]}
+        result["train/episode_return"] = np.array([np.mean(returns) if returns else np.nan])
+        result["train/episodes"] = np.array([float(len(returns))])
+        return ChunkResult(metrics=result, bad=bad)
+
+    def evaluate(self) -> np.ndarray:
+        env = self._make_env(self.cfg.eval_episodes)
+        try:
+            returns = evaluate_host(
+                env, self.algo, self.algo_state, self.seed + 10_000 + self._steps
+            )
+        finally:
+            env.close()
+        return returns[None]
+
+    def checkpoint_state(self) -> Any:
+        state = {"algo": self.algo_state, "key": self.key, "env_steps": np.int64(self._steps)}
+        if self.cfg.save_buffer:
+            state["buffer"] = self.buffer.state_dict()
+        return state
+
+    def abstract_state(self) -> Any:
+        return jax.eval_shape(lambda: self.checkpoint_state())
+
+    def load_state(self, tree: Any) -> None:
+        """Restores algorithm, buffer and counters; the host env restarts its episodes (its
+        internal state cannot be checkpointed), seeded from the step for reproducibility."""
+        self.algo_state = tree["algo"]
+        self.key = tree["key"]
+        self._steps = int(tree["env_steps"])
+        if "buffer" in tree:
+            self.buffer.load_state_dict(tree["buffer"])
+        self.obs = self.env.reset(self.seed + self._steps)
+        self.carry = self.policy.init_carry((self.cfg.num_envs,))
+        self.episode_return[:] = 0.0
+        self.rng = np.random.default_rng([self.seed, self._steps])
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,263 @@
+"""The on-device training loop: act, step, insert and update inside one jitted ``lax.scan``.
+
+One *chunk* of ``log_every / num_envs`` iterations is one compiled call; nothing in it goes back to
+Python. Each iteration: the policy (uniform random before ``learning_starts``) acts on the batched
+env, the transition (with the true ``next_obs`` at episode ends) goes into the device buffer, and
+once learning has started one ``algo.update`` consumes ``utd * batch_size`` sampled transitions.
+Seeds are a leading ``vmap`` axis over the whole loop state, so S seeds train in one program.
+
+Shapes: S seeds, T iterations per chunk, E parallel envs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from robotrl.buffers import replay
+from robotrl.envs import EnvState
+from robotrl.train.config import TrainConfig
+from robotrl.train.evaluate import make_evaluator
+from robotrl.train.session import ChunkResult, first_non_finite
+from robotrl.types import Algorithm, PRNGKey, Transition
+
+
+class LoopState(flax.struct.PyTreeNode):
+    """Everything a training run is, for one seed (a leading ``[S]`` axis when vmapped)."""
+
+    algo: Any
+    env: EnvState
+    buffer: replay.ReplayState
+    policy_carry: Any
+    key: jax.Array
+    env_steps: jax.Array  # transitions collected so far, int32
+    episode_return: jax.Array  # [E] return of the running episodes
+
+
+class ChunkOut(NamedTuple):
+    """Per-iteration records of one chunk (each ``[T]``, ``[S, T]`` when vmapped)."""
+
+    metrics: dict[str, jax.Array]
+    updated: jax.Array  # an update ran this iteration
+    return_sum: jax.Array  # summed returns of episodes that ended this iteration
+    episodes: jax.Array  # number of episodes that ended this iteration
+    finite: dict[str, jax.Array]  # per watched quantity: all finite this iteration
+
+
+def _where_done(done: jax.Array, fresh: Any, old: Any) -> Any:
+    """Per-env select between two pytrees with leading axis ``[E]``."""
+
+    def pick(a, b):
+        mask = done.reshape(done.shape + (1,) * (b.ndim - 1))
+        return jnp.where(mask, jnp.broadcast_to(a, b.shape), b)
+
+    return jax.tree.map(pick, fresh, old)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(x.dtype, jnp.floating)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.ones((), bool)
+
+
+def make_init(env: Any, algo: Algorithm, cfg: TrainConfig):
+    """``init(key) -> LoopState`` for one seed; ``env`` is batched (``make_training_env``)."""
+    num_envs = cfg.num_envs
+
+    def init(key: PRNGKey) -> LoopState:
+        k_algo, k_env, k_loop = jax.random.split(key, 3)
+        algo_state = algo.init(k_algo)
+        env_state = env.reset(k_env)
+        policy, params = algo.make_policy(algo_state, False)
+        carry = policy.init_carry((num_envs,))
+        action, _, extras = jax.eval_shape(policy.step, params, carry, env_state.obs, k_loop)
+        zeros = lambda s: jnp.zeros(s.shape, s.dtype)
+        example = Transition(
+            obs=env_state.obs,
+            action=zeros(action),
+            reward=env_state.reward,
+            terminated=env_state.terminated,
+            truncated=env_state.truncated,
+            next_obs=env_state.obs,
+            extras=jax.tree.map(zeros, extras),
+        )
+        return LoopState(
+            algo=algo_state,
+            env=env_state,
+            buffer=replay.init(example, cfg.buffer_size),
+            policy_carry=carry,
+            key=k_loop,
+            env_steps=jnp.zeros((), jnp.int32),
+            episode_return=jnp.zeros(num_envs),
+        )
+
+    return init
+
+
+def make_chunk(env: Any, algo: Algorithm, cfg: TrainConfig):
+    """``chunk(state) -> (state, ChunkOut)``: ``log_every / num_envs`` iterations in a scan."""
+    spec = env.spec
+    low = jnp.asarray(spec.action_low, jnp.float32)
+    high = jnp.asarray(spec.action_high, jnp.float32)
+    sample_size = algo.config.batch_size * algo.config.utd
+    iterations = cfg.log_every // cfg.num_envs
+
+    def iteration(s: LoopState, _) -> tuple[LoopState, ChunkOut]:
+        key, k_act, k_rand, k_sample, k_update = jax.random.split(s.key, 5)
+        policy, params = algo.make_policy(s.algo, False)
+        obs = s.env.obs
+        action, carry, extras = policy.step(params, s.policy_carry, obs, k_act)
+        random_action = jax.random.uniform(
+            k_rand,
+            action.shape,
+            minval=jnp.broadcast_to(low, action.shape),
+            maxval=jnp.broadcast_to(high, action.shape),
+        )
+        action = jnp.where(s.env_steps < cfg.learning_starts, random_action, action)
+        env_state = env.step(s.env, action)
+        transition = Transition(
+            obs=obs,
+            action=action,
+            reward=env_state.reward,
+            terminated=env_state.terminated,
+            truncated=env_state.truncated,
+            next_obs=env_state.info["final_obs"],
+            extras=extras,
+        )
+        buffer = replay.add(s.buffer, transition)
+        done = env_state.done
+        carry = _where_done(done, policy.init_carry((cfg.num_envs,)), carry)
+        env_steps = s.env_steps + cfg.num_envs
+
+        # Sampled outside the cond: a cond operand as large as the buffer gets copied.
+        batch = replay.sample(buffer, k_sample, sample_size)
+        ready = env_steps > cfg.learning_starts
+        metric_shapes = jax.eval_shape(algo.update, s.algo, batch, k_update)[1]
+        skip = lambda st, b, k: (
+            st,
+            jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes),
+        )
+        algo_state, metrics = jax.lax.cond(ready, algo.update, skip, s.algo, batch, k_update)
+
+        ep_return = s.episode_return + env_state.reward
+        out = ChunkOut(
+            metrics=metrics,
+            updated=ready,
+            return_sum=jnp.where(done, ep_return, 0.0).sum(),
+            episodes=done.sum(),
+            finite={
+                "env/obs": _all_finite(env_state.obs),
+                "env/reward": _all_finite(env_state.reward),
+                **{f"train/{name}": _all_finite(value) for name, value in metrics.items()},
+            },
+        )
+        new = LoopState(
+            algo=algo_state,
+            env=env_state,
+            buffer=buffer,
+            policy_carry=carry,
+            key=key,
+            env_steps=env_steps,
+            episode_return=jnp.where(done, 0.0, ep_return),
+        )
+        return new, out
+
+    def chunk(state: LoopState) -> tuple[LoopState, ChunkOut]:
+        return jax.lax.scan(iteration, state, None, length=iterations)
+
+    return chunk
+
+
+def seed_axes() -> LoopState:
+    """``vmap`` axes of a ``LoopState`` over seeds: 0 everywhere but the shared counters."""
+    return LoopState(
+        algo=0,
+        env=0,
+        buffer=replay.ReplayState(data=0, pos=None, size=None),
+        policy_carry=0,
+        key=0,
+        env_steps=None,
+        episode_return=0,
+    )
+
+
+class ScanSession:
+    """Holds the compiled chunk/eval functions and the current (seed-batched) loop state."""
+
+    def __init__(self, env: Any, eval_env: Any, algo: Algorithm, cfg: TrainConfig, seed: int):
+        self.cfg = cfg
+        self.num_seeds = cfg.num_seeds
+        # Seed i's stream does not depend on how many seeds run beside it.
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(
+            jax.random.PRNGKey(seed), jnp.arange(cfg.num_seeds)
+        )
+        # Seeds run in lockstep, so the step counter and the buffer's write position are shared
+        # (unbatched): a batched write index would turn the in-place buffer write into a scatter
+        # that copies the whole buffer every step.
+        axes = seed_axes()
+        self._init = jax.jit(jax.vmap(make_init(env, algo, cfg), out_axes=axes))
+        self._chunk = jax.jit(
+            jax.vmap(make_chunk(env, algo, cfg), in_axes=(axes,), out_axes=(axes, 0)),
+            donate_argnums=0,
+        )
+        self.eval_env = eval_env
+        evaluate = make_evaluator(eval_env, algo, eval_env.spec.episode_length)
+        self._evaluate = jax.jit(jax.vmap(lambda st, k, stats: evaluate(st, k, stats)[0]))
+        self._keys = keys
+        self.state: LoopState = self._init(keys)
+
+    def env_steps(self) -> int:
+        return int(np.asarray(self.state.env_steps).reshape(-1)[0])
+
+    def run_chunk(self) -> ChunkResult:
+        start = self.env_steps()
+        self.state, out = self._chunk(self.state)
+        out = jax.device_get(out)
+        # Per-seed chunk averages of the metrics, over the iterations that updated.
+        updated = out.updated.astype(np.float64)  # [S, T]
+        n_updates = updated.sum(-1)
+        metrics = {
+            f"train/{k}": np.where(
+                n_updates > 0, (v * updated).sum(-1) / np.maximum(n_updates, 1), np.nan
+            )
+            for k, v in out.metrics.items()
+        }
+        episodes = out.episodes.sum(-1)
+        metrics["train/episode_return"] = np.where(
+            episodes > 0, out.return_sum.sum(-1) / np.maximum(episodes, 1), np.nan
+        )
+        metrics["train/episodes"] = episodes.astype(np.float64)
+        bad = first_non_finite(out.finite, start, self.cfg.num_envs)
+        return ChunkResult(metrics=metrics, bad=bad)
+
+    def evaluate(self) -> np.ndarray:
+        """Deterministic returns ``[S, eval_episodes]``."""
+        # Keyed by the step, so a resumed run evaluates exactly as an uninterrupted one.
+        step = self.env_steps()
+        keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, 1), step))(self._keys)
+        return np.asarray(self._evaluate(self.state.algo, keys, self.obs_stats()))
+
+    def obs_stats(self) -> Any:
+        """The running observation statistics ``[S, ...]`` when the env normalises, else None."""
+        return self.state.env.info.get("obs_stats")
+
+    def checkpoint_state(self) -> Any:
+        if self.cfg.save_buffer:
+            return self.state
+        return self.state.replace(buffer=None)
+
+    def abstract_state(self) -> Any:
+        return jax.eval_shape(lambda: self.checkpoint_state())
+
+    def load_state(self, tree: Any) -> None:
+        if not self.cfg.save_buffer:
+            # Without a saved buffer the run resumes with an empty one (documented trade-off).
+            tree = tree.replace(buffer=self.state.buffer)
+        self.state = tree

@@ -1,0 +1,32 @@
+"""Strict JAX settings for every test, and the persistent compilation cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".jax_cache"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+# (B,) vs (B, 1) mistakes in TD targets raise instead of broadcasting silently.
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_compilation_cache_dir", CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture
+def key() -> jax.Array:
+    return jax.random.PRNGKey(0)
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for CLI subprocesses: same cache, strict ranks."""
+    env = dict(os.environ)
+    env["JAX_COMPILATION_CACHE_DIR"] = CACHE
+    env["JAX_NUMPY_RANK_PROMOTION"] = "raise"
+    return env

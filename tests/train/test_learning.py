@@ -1,0 +1,36 @@
+"""Learning thresholds with fixed seeds and step budgets (no wall-clock assertions).
+
+Each preset in configs/ is trained as shipped; the run "reaches" the threshold when one of its
+evaluations (10 deterministic episodes) has a mean return above it.
+"""
+
+import math
+
+import pytest
+
+from robotrl import experiment
+
+THRESHOLD = -250.0
+
+
+def best_eval(preset, *overrides, tmp_path):
+    cfg = experiment.load_config(f"configs/{preset}.yaml", ["train.checkpoint_every=0", *overrides])
+    run, _ = experiment.train(cfg, out=tmp_path / preset)
+    rows = run.read_metrics()
+    returns = [
+        r["eval/return_mean"] for r in rows if math.isfinite(r.get("eval/return_mean", math.nan))
+    ]
+    return max(returns), returns
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["sac_pendulum", "td3_pendulum", "sac_hlgauss_pendulum"])
+def test_scan_loop_learns_the_jax_pendulum(preset, tmp_path):
+    best, returns = best_eval(preset, tmp_path=tmp_path)
+    assert best > THRESHOLD, returns
+
+
+@pytest.mark.slow
+def test_host_loop_learns_gymnasium_pendulum(tmp_path):
+    best, returns = best_eval("sac_gym_pendulum", tmp_path=tmp_path)
+    assert best > THRESHOLD, returns

@@ -1,0 +1,152 @@
+"""The scan loop: accounting, vmapped seeds, exact resume, non-finite stops, checkpoints."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from robotrl.algos import sac
+from robotrl.envs import make_eval_env, make_training_env
+from robotrl.runs import CheckpointError, CheckpointStore
+from robotrl.train.config import TrainConfig
+from robotrl.train.scan_loop import ScanSession
+from robotrl.train.session import NonFiniteError, run_training
+from sims.pendulum import Pendulum, PendulumConfig
+
+SMALL = sac.SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=32)
+
+
+def session(cfg: TrainConfig, env=None, algo_cfg=SMALL, seed=0) -> ScanSession:
+    env = env or Pendulum(PendulumConfig(episode_length=50))
+    algo = sac.make(algo_cfg, make_training_env(env, 1).spec)
+    return ScanSession(
+        make_training_env(env, cfg.num_envs), make_eval_env(env, cfg.eval_episodes), algo, cfg, seed
+    )
+
+
+BASE = TrainConfig(
+    total_steps=400,
+    num_envs=2,
+    learning_starts=100,
+    buffer_size=1000,
+    log_every=100,
+    eval_every=200,
+    eval_episodes=3,
+    checkpoint_every=200,
+)
+
+
+def test_chunk_accounting_and_metrics():
+    s = session(BASE)
+    first = s.run_chunk()
+    assert s.env_steps() == 100
+    assert np.isnan(first.metrics["train/critic_loss"]).all()  # learning has not started
+    second = s.run_chunk()
+    assert np.isfinite(second.metrics["train/critic_loss"]).all()
+    # 2 envs x 100 steps of 50-step episodes -> 4 episodes by step 200, each a 50-step return.
+    total = first.metrics["train/episodes"] + second.metrics["train/episodes"]
+    assert total.tolist() == [4.0]
+    assert -16.3 * 50 <= float(second.metrics["train/episode_return"][0]) <= 0
+    assert int(np.asarray(s.state.buffer.size)) == 100  # rows of 2 envs
+    returns = s.evaluate()
+    assert returns.shape == (1, 3) and np.all(returns <= 0)
+
+
+def test_vmapped_seeds_match_single_seed_runs():
+    one = session(dataclasses.replace(BASE, num_seeds=1))
+    many = session(dataclasses.replace(BASE, num_seeds=3))
+    for _ in range(3):
+        r1, r3 = one.run_chunk(), many.run_chunk()
+    np.testing.assert_allclose(
+        r3.metrics["train/critic_loss"][0], r1.metrics["train/critic_loss"][0], rtol=1e-3
+    )
+    leaf = lambda s: np.asarray(jax.tree.leaves(s.state.algo.actor_params)[0])
+    np.testing.assert_allclose(leaf(many)[0], leaf(one)[0], rtol=1e-3, atol=1e-5)
+    assert not np.allclose(leaf(many)[0], leaf(many)[1])  # seeds differ from each other
+
+
+def test_resume_from_a_checkpoint_continues_exactly(tmp_path):
+    straight = session(BASE)
+    for _ in range(4):
+        straight.run_chunk()
+    first = session(BASE)
+    first.run_chunk(), first.run_chunk()
+    store = CheckpointStore(tmp_path / "ckpt")
+    store.save(first.env_steps(), first.checkpoint_state(), {"env_steps": first.env_steps()})
+    resumed = session(BASE)
+    tree, meta = store.restore(resumed.abstract_state())
+    resumed.load_state(tree)
+    assert meta["env_steps"] == resumed.env_steps() == 200
+    resumed.run_chunk(), resumed.run_chunk()
+    jax.tree.map(np.testing.assert_array_equal, straight.state.algo, resumed.state.algo)
+
+
+def test_checkpoint_round_trip_gives_the_same_deterministic_action(tmp_path):
+    s = session(BASE)
+    s.run_chunk(), s.run_chunk()
+    store = CheckpointStore(tmp_path / "ckpt")
+    store.save(200, s.checkpoint_state(), {"env_steps": 200})
+    other = session(BASE, seed=7)
+    tree, _ = CheckpointStore(tmp_path / "ckpt").restore(other.abstract_state())
+    other.load_state(tree)
+    algo = sac.make(SMALL, Pendulum().spec)
+    obs = jnp.asarray(np.random.default_rng(0).normal(size=(16, 3)), jnp.float32)
+    act = lambda st: algo.make_policy(jax.tree.map(lambda x: x[0], st.algo), True)
+    (pa, params_a), (pb, params_b) = act(s.state), act(other.state)
+    a, _, _ = pa.step(params_a, (), obs, jax.random.PRNGKey(0))
+    b, _, _ = pb.step(params_b, (), obs, jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_truncated_checkpoint_fails_with_a_clear_error(tmp_path):
+    s = session(BASE)
+    s.run_chunk()
+    store = CheckpointStore(tmp_path / "ckpt")
+    store.save(100, s.checkpoint_state(), {"env_steps": 100})
+    files = sorted(
+        (p for p in (tmp_path / "ckpt").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+    )
+    biggest = files[-1]
+    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 3])
+    with pytest.raises(CheckpointError, match="unreadable"):
+        CheckpointStore(tmp_path / "ckpt").restore(s.abstract_state())
+
+
+class NaNAfter:
+    """A pendulum whose sensor starts returning NaN after ``n`` steps of an episode: the fault a
+    broken simulator or sensor produces, which no real config of the pendulum can."""
+
+    def __init__(self, n):
+        self.base, self.n = Pendulum(PendulumConfig(episode_length=200)), n
+        self.spec = self.base.spec
+
+    def reset(self, key):
+        s = self.base.reset(key)
+        return s.replace(info={**s.info, "t": jnp.zeros((), jnp.int32)})
+
+    def step(self, state, action):
+        s = self.base.step(state, action)
+        t = state.info["t"] + 1
+        obs = jnp.where(t >= self.n, jnp.nan, s.obs)
+        return s.replace(obs=obs, info={**s.info, "t": t})
+
+
+def test_nan_observation_stops_training_naming_the_step(tmp_path):
+    cfg = dataclasses.replace(BASE, num_envs=1)
+    s = session(cfg, env=NaNAfter(130))
+    store = CheckpointStore(tmp_path / "ckpt")
+    with pytest.raises(NonFiniteError) as err:
+        run_training(s, dataclasses.replace(cfg, checkpoint_every=100), checkpointer=store)
+    assert err.value.name == "env/obs" and err.value.step == 130
+    assert store.steps() == [100]  # the last good checkpoint, nothing after it
+
+
+def test_diverging_loss_stops_training_naming_the_metric():
+    algo_cfg = dataclasses.replace(SMALL, critic_lr=1e30, actor_lr=1e30)
+    s = session(BASE, algo_cfg=algo_cfg)
+    with pytest.raises(NonFiniteError) as err:
+        run_training(s, BASE)
+    assert err.value.name.startswith("train/")
+    assert 100 < err.value.step <= 400
