@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from robotrl.nets import ValueHeadConfig, default_value_range, make_value_head
+from robotrl.nets import CriticEnsemble, ValueHeadConfig, default_value_range, make_value_head
 from robotrl.nets.heads import ValueHead
 from robotrl.types import EnvSpec
 
@@ -47,6 +47,41 @@ def apply_gradients(
 def critic_head(cfg: ValueHeadConfig, spec: EnvSpec, gamma: float) -> ValueHead:
     """The value head with its support derived from the env's reward range when not given."""
     return make_value_head(cfg, default_value_range(spec.reward_range, gamma))
+
+
+def make_critic(cfg: Any, spec: EnvSpec) -> tuple[CriticEnsemble, ValueHead]:
+    """The critic ensemble and its value head from the fields every value-based config has:
+    ``num_critics, critic_hidden, activation, critic_layer_norm, critic, gamma``."""
+    head = critic_head(cfg.critic, spec, cfg.gamma)
+    critic = CriticEnsemble(
+        cfg.num_critics, cfg.critic_hidden, head.num_outputs, cfg.activation, cfg.critic_layer_norm
+    )
+    return critic, head
+
+
+def example_inputs(spec: EnvSpec, privileged: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Zero ``(actor obs [1, O], critic obs [1, O'], action [1, A])`` to initialise networks."""
+    critic_dim = spec.critic_obs_dim if privileged else spec.obs_dim
+    return (
+        jnp.zeros((1, spec.obs_dim)),
+        jnp.zeros((1, critic_dim)),
+        jnp.zeros((1, spec.action_dim)),
+    )
+
+
+def fit_critics(
+    critic: CriticEnsemble,
+    head: ValueHead,
+    params: Any,
+    obs: jax.Array,
+    action: jax.Array,
+    target: jax.Array,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Head loss of every critic ``[N, B, M]`` at (obs, action in [-1, 1]) vs ``target [B]``."""
+    out = critic.apply(params, obs, action)
+    loss = head.loss(out, jnp.broadcast_to(target, out.shape[:-1])).mean()
+    q = head.value(out)
+    return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_mean": target.mean()}
 
 
 def minibatches(batch: Any, utd: int) -> Any:

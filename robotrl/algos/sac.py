@@ -26,7 +26,9 @@ import optax
 
 from robotrl.algos.common import (
     apply_gradients,
-    critic_head,
+    example_inputs,
+    fit_critics,
+    make_critic,
     make_optimizer,
     minibatches,
     polyak,
@@ -115,18 +117,12 @@ class SACNets(NamedTuple):
 
 
 def make_nets(cfg: SACConfig, spec: EnvSpec) -> SACNets:
-    head = critic_head(cfg.critic, spec, cfg.gamma)
+    critic, head = make_critic(cfg, spec)
     return SACNets(
         actor=TanhGaussianActor(
             cfg.actor_hidden, spec.action_dim, cfg.activation, cfg.actor_layer_norm
         ),
-        critic=CriticEnsemble(
-            cfg.num_critics,
-            cfg.critic_hidden,
-            head.num_outputs,
-            cfg.activation,
-            cfg.critic_layer_norm,
-        ),
+        critic=critic,
         head=head,
         scaler=ActionScaler.from_bounds(spec.action_low, spec.action_high),
         target_entropy=(
@@ -140,9 +136,7 @@ def make_nets(cfg: SACConfig, spec: EnvSpec) -> SACNets:
 
 def init_state(key: PRNGKey, cfg: SACConfig, spec: EnvSpec, nets: SACNets) -> SACState:
     k_actor, k_critic = jax.random.split(key)
-    obs = jnp.zeros((1, spec.obs_dim))
-    cobs = jnp.zeros((1, spec.critic_obs_dim if cfg.privileged_critic else spec.obs_dim))
-    act = jnp.zeros((1, spec.action_dim))
+    obs, cobs, act = example_inputs(spec, cfg.privileged_critic)
     actor_params = nets.actor.init(k_actor, obs)
     critic_params = nets.critic.init(k_critic, cobs, act)
     log_temp = jnp.log(jnp.float32(cfg.init_temperature))
@@ -191,10 +185,8 @@ def critic_loss(
     """Mean head loss of every critic against the shared soft target."""
     target = soft_target(state, batch, key, cfg, nets)
     obs = critic_obs(batch.obs, cfg.privileged_critic)
-    out = nets.critic.apply(critic_params, obs, nets.scaler.from_env(batch.action))  # [N, B, M]
-    loss = nets.head.loss(out, jnp.broadcast_to(target, out.shape[:-1])).mean()
-    q = nets.head.value(out)
-    return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_mean": target.mean()}
+    action = nets.scaler.from_env(batch.action)
+    return fit_critics(nets.critic, nets.head, critic_params, obs, action, target)
 
 
 def actor_loss(

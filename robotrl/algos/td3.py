@@ -22,7 +22,9 @@ import optax
 
 from robotrl.algos.common import (
     apply_gradients,
-    critic_head,
+    example_inputs,
+    fit_critics,
+    make_critic,
     make_optimizer,
     minibatches,
     polyak,
@@ -99,18 +101,12 @@ class TD3Nets(NamedTuple):
 
 
 def make_nets(cfg: TD3Config, spec: EnvSpec) -> TD3Nets:
-    head = critic_head(cfg.critic, spec, cfg.gamma)
+    critic, head = make_critic(cfg, spec)
     return TD3Nets(
         actor=DeterministicActor(
             cfg.actor_hidden, spec.action_dim, cfg.activation, cfg.actor_layer_norm
         ),
-        critic=CriticEnsemble(
-            cfg.num_critics,
-            cfg.critic_hidden,
-            head.num_outputs,
-            cfg.activation,
-            cfg.critic_layer_norm,
-        ),
+        critic=critic,
         head=head,
         scaler=ActionScaler.from_bounds(spec.action_low, spec.action_high),
         actor_opt=make_optimizer(cfg.actor_lr, cfg.weight_decay, cfg.max_grad_norm),
@@ -120,10 +116,9 @@ def make_nets(cfg: TD3Config, spec: EnvSpec) -> TD3Nets:
 
 def init_state(key: PRNGKey, cfg: TD3Config, spec: EnvSpec, nets: TD3Nets) -> TD3State:
     k_actor, k_critic = jax.random.split(key)
-    obs = jnp.zeros((1, spec.obs_dim))
-    cobs = jnp.zeros((1, spec.critic_obs_dim if cfg.privileged_critic else spec.obs_dim))
+    obs, cobs, act = example_inputs(spec, cfg.privileged_critic)
     actor_params = nets.actor.init(k_actor, obs)
-    critic_params = nets.critic.init(k_critic, cobs, jnp.zeros((1, spec.action_dim)))
+    critic_params = nets.critic.init(k_critic, cobs, act)
     return TD3State(
         actor_params=actor_params,
         # Copies, not the same arrays: a donated update must not receive one buffer twice.
@@ -158,10 +153,8 @@ def critic_loss(
     target = td_target(batch.reward, batch.terminated, next_q.min(axis=0), cfg.gamma)
     target = jax.lax.stop_gradient(target)
     obs = critic_obs(batch.obs, cfg.privileged_critic)
-    out = nets.critic.apply(critic_params, obs, nets.scaler.from_env(batch.action))  # [N, B, M]
-    loss = nets.head.loss(out, jnp.broadcast_to(target, out.shape[:-1])).mean()
-    q = nets.head.value(out)
-    return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_mean": target.mean()}
+    action = nets.scaler.from_env(batch.action)
+    return fit_critics(nets.critic, nets.head, critic_params, obs, action, target)
 
 
 def actor_loss(

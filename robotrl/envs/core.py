@@ -201,12 +201,9 @@ def make_training_env(
     randomize: Callable[[PRNGKey, Any], Any] | None = None,
 ) -> VmapWrapper:
     """The standard training stack: batched, auto-resetting, time-limited."""
-    if action_repeat > 1:
-        env = ActionRepeat(env, action_repeat)
-    if randomize is not None:
-        env = DomainRandomization(env, randomize)
-    env = EpisodeLimit(env, episode_length)
-    return VmapWrapper(AutoReset(env), num_envs)
+    return VmapWrapper(
+        AutoReset(_episodes(env, episode_length, action_repeat, randomize)), num_envs
+    )
 
 
 def make_eval_env(
@@ -218,8 +215,13 @@ def make_eval_env(
     randomize: Callable[[PRNGKey, Any], Any] | None = None,
 ) -> VmapWrapper:
     """Like the training stack but without auto-reset: each env plays exactly one episode."""
+    return VmapWrapper(_episodes(env, episode_length, action_repeat, randomize), num_envs)
+
+
+def _episodes(env, episode_length, action_repeat, randomize) -> EpisodeLimit:
+    """Action repeat, then per-episode randomisation, then the time limit."""
     if action_repeat > 1:
         env = ActionRepeat(env, action_repeat)
     if randomize is not None:
         env = DomainRandomization(env, randomize)
-    return VmapWrapper(EpisodeLimit(env, episode_length), num_envs)
+    return EpisodeLimit(env, episode_length)
