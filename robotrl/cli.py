@@ -179,6 +179,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    if args.command in ("train", "eval"):
+        from robotrl.cache import enable_compilation_cache, use_cpu_cores_as_devices
+
+        use_cpu_cores_as_devices()
+        enable_compilation_cache()
     try:
         return args.func(args)
     except _known_errors() as err:

@@ -12,11 +12,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+from robotrl.cache import enable_compilation_cache  # noqa: E402
+
 # (B,) vs (B, 1) mistakes in TD targets raise instead of broadcasting silently.
 jax.config.update("jax_numpy_rank_promotion", "raise")
-jax.config.update("jax_compilation_cache_dir", CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+enable_compilation_cache(CACHE)
 
 
 @pytest.fixture

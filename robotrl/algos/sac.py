@@ -167,8 +167,10 @@ def soft_target(
     next_action, next_logp = tanh_gaussian_sample(mean, log_std, k_act)
     next_obs = critic_obs(batch.next_obs, cfg.privileged_critic)
     next_q = critic_values(nets, state.target_critic_params, next_obs, next_action)  # [N, B]
-    subset = jax.random.choice(k_subset, cfg.num_critics, (cfg.num_min,), replace=False)
-    next_v = next_q[subset].min(axis=0)
+    if cfg.num_min < cfg.num_critics:
+        subset = jax.random.choice(k_subset, cfg.num_critics, (cfg.num_min,), replace=False)
+        next_q = next_q[subset]
+    next_v = next_q.min(axis=0)
     if cfg.backup_entropy:
         next_v = next_v - jnp.exp(state.log_temp) * next_logp
     return jax.lax.stop_gradient(td_target(batch.reward, batch.terminated, next_v, cfg.gamma))

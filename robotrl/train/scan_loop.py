@@ -188,6 +188,30 @@ def seed_axes() -> LoopState:
     )
 
 
+def seed_shardings(num_seeds: int) -> LoopState | None:
+    """Shardings that spread the seeds over the local devices (as many as divide the seeds
+    evenly); None when that is one device. The CLI makes every CPU core a JAX device
+    (``robotrl.cache.use_cpu_cores_as_devices``), so on a CPU seeds train a core each."""
+    count = max(d for d in range(1, len(jax.devices()) + 1) if num_seeds % d == 0)
+    if count == 1:
+        return None
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:count]), ("seed",))
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seed"))
+    shared = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.tree.map(
+        lambda axis: shared if axis is None else split, seed_axes(), is_leaf=lambda x: x is None
+    )
+
+
+def select_seed(state: LoopState, index: int) -> LoopState:
+    """One seed's loop state out of a seed-batched one (shared counters stay as they are)."""
+
+    def pick(axis, subtree):
+        return subtree if axis is None else jax.tree.map(lambda x: x[index], subtree)
+
+    return jax.tree.map(pick, seed_axes(), state, is_leaf=lambda x: x is None)
+
+
 class ScanSession:
     """Holds the compiled chunk/eval functions and the current (seed-batched) loop state."""
 
@@ -202,7 +226,10 @@ class ScanSession:
         # (unbatched): a batched write index would turn the in-place buffer write into a scatter
         # that copies the whole buffer every step.
         axes = seed_axes()
-        self._init = jax.jit(jax.vmap(make_init(env, algo, cfg), out_axes=axes))
+        self._shardings = seed_shardings(cfg.num_seeds)
+        self._init = jax.jit(
+            jax.vmap(make_init(env, algo, cfg), out_axes=axes), out_shardings=self._shardings
+        )
         self._chunk = jax.jit(
             jax.vmap(make_chunk(env, algo, cfg), in_axes=(axes,), out_axes=(axes, 0)),
             donate_argnums=0,
@@ -260,4 +287,6 @@ class ScanSession:
         if not self.cfg.save_buffer:
             # Without a saved buffer the run resumes with an empty one (documented trade-off).
             tree = tree.replace(buffer=self.state.buffer)
+        if self._shardings is not None:
+            tree = jax.device_put(tree, self._shardings)
         self.state = tree
