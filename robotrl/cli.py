@@ -92,7 +92,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from robotrl import experiment
 
     result = experiment.evaluate_run(
-        args.run_dir, episodes=args.episodes, step=args.step, seed=args.seed
+        args.run_dir,
+        episodes=args.episodes,
+        step=args.step,
+        seed=args.seed,
+        randomize=args.randomize,
     )
     out = Path(args.run_dir) / "eval.json"
     out.write_text(json.dumps(result, indent=2))
@@ -152,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     ev.add_argument("--seed", type=int, default=123)
+    ev.add_argument(
+        "--randomize",
+        default=None,
+        metavar="SET",
+        help="evaluate under a named parameter set of the env, e.g. heldout",
+    )
     ev.set_defaults(func=cmd_eval)
 
     runs = sub.add_parser("runs", help="list and compare run directories")

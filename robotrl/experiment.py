@@ -24,6 +24,7 @@ from robotrl import registry
 from robotrl.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from robotrl.envs import ObsNormalization, make_eval_env, make_training_env
 from robotrl.envs.host import DMControlEnv, GymnasiumEnv
+from robotrl.envs.randomize import make_randomizer, select_set
 from robotrl.runs import CheckpointStore, MetricsLog, RunDir, RunDirError, default_run_path
 from robotrl.runs.plot import learning_curve
 from robotrl.train.config import TrainConfig
@@ -40,7 +41,7 @@ class EnvConfig:
     episode_length: int | None = None  # None: the env's own
     action_repeat: int = 1  # functional envs only
     normalize_obs: bool = False  # running observation normalisation (functional envs)
-    randomize: bool = False  # the env's default domain randomisation at every reset
+    randomize: str = ""  # a named parameter set of the env (e.g. "train"), drawn at every reset
     reward_range: tuple[float, float] | None = None  # host envs: lets classification critics
     # derive their value range
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # env-specific settings
@@ -81,6 +82,13 @@ def parse_config(data: dict[str, Any]) -> ExperimentConfig:
         )
     if registry.is_host_env(env_name) and cfg.env.action_repeat != 1:
         raise ConfigError("env.action_repeat is only supported for functional (JAX) envs")
+    if not registry.is_host_env(env_name) and cfg.env.randomize:
+        sets = registry.ENVS[env_name].load()[2]
+        if cfg.env.randomize not in sets:
+            raise ConfigError(
+                f"env.randomize: {env_name} has no parameter set {cfg.env.randomize!r}; "
+                f"choose from {sorted(sets)}"
+            )
     if registry.is_host_env(env_name) and (cfg.env.normalize_obs or cfg.env.randomize):
         raise ConfigError("env.normalize_obs/randomize are only supported for functional envs")
     if registry.is_host_env(env_name) and cfg.train.num_seeds != 1:
@@ -118,9 +126,10 @@ def _host_env_factory(cfg: EnvConfig) -> Callable[[int], Any]:
 
 
 def make_functional_env(cfg: EnvConfig) -> tuple[Any, Callable[..., Any] | None]:
-    """The unwrapped functional env and its default randomisation function."""
-    env_cls, make_env, randomize = registry.ENVS[cfg.name].load()
+    """The unwrapped functional env and the randomisation of its ``cfg.randomize`` set."""
+    env_cls, make_env, sets = registry.ENVS[cfg.name].load()
     env_cfg = from_dict(env_cls, cfg.options, "env.options")
+    randomize = make_randomizer(select_set(sets, cfg.randomize)) if cfg.randomize else None
     return make_env(env_cfg), randomize
 
 
@@ -158,7 +167,7 @@ class Experiment:
         cfg = self.cfg
         if self.is_host:
             return HostSession(self.host_env, self._make_host, self.algo, cfg.train, cfg.seed)
-        randomize = self._randomize if cfg.env.randomize else None
+        randomize = self._randomize
         common = dict(
             episode_length=cfg.env.episode_length,
             action_repeat=cfg.env.action_repeat,
@@ -232,11 +241,19 @@ def train(
 
 
 def evaluate_run(
-    run_path: str | Path, episodes: int = 10, step: int | None = None, seed: int = 123
+    run_path: str | Path,
+    episodes: int = 10,
+    step: int | None = None,
+    seed: int = 123,
+    randomize: str | None = None,
 ) -> dict[str, Any]:
-    """Restores a run's checkpoint and evaluates the deterministic policy (every seed)."""
+    """Restores a run's checkpoint and evaluates the deterministic policy (every seed);
+    ``randomize`` names a parameter set to evaluate under (e.g. a held-out one)."""
     run = RunDir.open(run_path)
-    cfg = parse_config(run.config())
+    data = run.config()
+    if randomize is not None:
+        data = apply_overrides(data, [f"env.randomize={randomize}"])
+    cfg = parse_config(data)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_episodes=episodes))
     exp = Experiment(cfg)
     session = exp.session()
@@ -265,6 +282,7 @@ def evaluate_run(
         "run": str(run.path),
         "step": meta.get("env_steps"),
         "episodes": episodes,
+        "randomize": cfg.env.randomize,
         "returns": returns.tolist(),
         **summarize(returns),
     }

@@ -16,8 +16,8 @@ class AlgoEntry(NamedTuple):
 
 
 class EnvEntry(NamedTuple):
-    # -> (Config class, make(config) -> env, default randomize(key, params) -> params or None)
-    load: Callable[[], tuple[type, Callable[[Any], Any], Callable[..., Any] | None]]
+    # -> (Config class, make(config) -> env, named randomisation parameter sets)
+    load: Callable[[], tuple[type, Callable[[Any], Any], dict[str, Any]]]
 
 
 def _sac():
@@ -33,9 +33,9 @@ def _td3():
 
 
 def _pendulum():
-    from sims.pendulum import Pendulum, PendulumConfig, randomize_mass_length
+    from sims.pendulum import PARAMETER_SETS, Pendulum, PendulumConfig
 
-    return PendulumConfig, Pendulum, randomize_mass_length
+    return PendulumConfig, Pendulum, PARAMETER_SETS
 
 
 ALGORITHMS: dict[str, AlgoEntry] = {

@@ -64,6 +64,7 @@ def assert_one_error_line(code, err, *needles):
         ({"env": {"name": "pendulumm"}}, ["unknown env 'pendulumm'"]),
         ({"algo": {"name": "ppo9"}}, ["unknown algorithm 'ppo9'"]),
         ({"env": {"name": "pendulum", "options": {"masss": 2.0}}}, ["env.options.masss"]),
+        ({"env": {"name": "pendulum", "randomize": "mars"}}, ["no parameter set 'mars'"]),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, capsys, change, needles):
@@ -103,6 +104,8 @@ def test_train_eval_resume_and_refusals(tmp_path, capsys):
     assert any(k.startswith("eval/") for k in rows[-1]) and "timing/sps" in rows[-1]
     code, stdout, _ = run_cli(["eval", out, "--episodes", "3"], capsys)
     assert code == 0 and "return" in stdout and (out / "eval.json").is_file()
+    code, stdout, _ = run_cli(["eval", out, "--episodes", "3", "--randomize", "heldout"], capsys)
+    assert code == 0 and '"randomize": "heldout"' in (out / "eval.json").read_text()
     # Training into an existing run is refused, and the run is untouched.
     before = (out / "metrics.csv").read_bytes()
     code, _, err = run_cli(["train", cfg, "--out", out, "--quiet"], capsys)

@@ -1,5 +1,6 @@
 """Pendulum swing-up, identical to gymnasium's ``Pendulum-v1``."""
 
-from sims.pendulum.env import Pendulum, PendulumConfig, randomize_mass_length
+from sims.pendulum.env import Pendulum, PendulumConfig
+from sims.pendulum.randomize import PARAMETER_SETS
 
-__all__ = ["Pendulum", "PendulumConfig", "randomize_mass_length"]
+__all__ = ["PARAMETER_SETS", "Pendulum", "PendulumConfig"]

@@ -112,12 +112,3 @@ class Pendulum:
     def _obs(physics: jax.Array) -> jax.Array:
         th, thdot = physics[0], physics[1]
         return jnp.stack([jnp.cos(th), jnp.sin(th), thdot])
-
-
-def randomize_mass_length(
-    key: PRNGKey, params: dict[str, jax.Array], scale: float = 0.2
-) -> dict[str, jax.Array]:
-    """Domain randomisation: mass and length scaled uniformly by [1 - scale, 1 + scale]."""
-    k_m, k_l = jax.random.split(key)
-    draw = lambda k: jax.random.uniform(k, (), minval=1 - scale, maxval=1 + scale)
-    return {**params, "mass": params["mass"] * draw(k_m), "length": params["length"] * draw(k_l)}

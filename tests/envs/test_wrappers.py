@@ -16,7 +16,10 @@ from robotrl.envs import (
     make_eval_env,
     make_training_env,
 )
-from sims.pendulum import Pendulum, PendulumConfig, randomize_mass_length
+from robotrl.envs.randomize import Range, make_randomizer
+from sims.pendulum import PARAMETER_SETS, Pendulum, PendulumConfig
+
+randomize_mass_length = make_randomizer(PARAMETER_SETS["train"])
 
 
 def rollout(env, state, steps, action):
@@ -152,3 +155,32 @@ def test_reset_and_step_trace_once():
         s = step(s, jnp.zeros((4, 1)))
     # AutoReset calls reset inside step once per trace; nothing retraces on later calls.
     assert traces == {"reset": 2, "step": 1}
+
+
+def test_randomizer_modes_and_errors():
+    params = {"mass": jnp.ones(3), "offset": jnp.zeros(()), "delay": jnp.zeros(())}
+    draw = make_randomizer(
+        {
+            "mass": Range(0.5, 2.0),
+            "offset": Range(-1.0, 1.0, "offset"),
+            "delay": Range(2.0, 3.0, "value"),
+        }
+    )
+    out = jax.jit(draw)(jax.random.PRNGKey(0), params)
+    assert out["mass"].shape == (3,) and len(set(np.asarray(out["mass"]).tolist())) == 3
+    assert np.all((out["mass"] >= 0.5) & (out["mass"] <= 2.0))
+    assert -1 <= float(out["offset"]) <= 1 and 2 <= float(out["delay"]) <= 3
+    import pytest
+
+    with pytest.raises(KeyError, match="not in the env's params"):
+        make_randomizer({"inertia": Range(0.9, 1.1)})(jax.random.PRNGKey(0), params)
+    with pytest.raises(ValueError, match="mode"):
+        Range(0.0, 1.0, "multiply")
+
+
+def test_heldout_set_lies_outside_the_training_set():
+    train = make_training_env(Pendulum(), 64, randomize=make_randomizer(PARAMETER_SETS["train"]))
+    held = make_training_env(Pendulum(), 64, randomize=make_randomizer(PARAMETER_SETS["heldout"]))
+    m_train = np.asarray(train.reset(jax.random.PRNGKey(0)).params["mass"])
+    m_held = np.asarray(held.reset(jax.random.PRNGKey(0)).params["mass"])
+    assert m_train.max() <= 1.2 < m_held.min()

@@ -7,13 +7,14 @@ import pytest
 
 from robotrl import registry
 from robotrl.envs import make_training_env
+from robotrl.envs.randomize import make_randomizer
 
 
 @pytest.mark.parametrize("name", sorted(registry.ENVS))
 def test_registered_env_jits_matches_spec_and_stays_finite(name):
-    cfg_cls, make, randomize = registry.ENVS[name].load()
+    cfg_cls, make, sets = registry.ENVS[name].load()
     base = make(cfg_cls())
-    env = make_training_env(base, 4, randomize=randomize)
+    env = make_training_env(base, 4, randomize=make_randomizer(sets["train"]) if sets else None)
     spec = env.spec
     reset, step = jax.jit(env.reset), jax.jit(env.step)
     state = reset(jax.random.PRNGKey(0))
