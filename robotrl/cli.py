@@ -131,6 +131,14 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from robotrl.render import render
+
+    result = render(args.target, args.out, steps=args.steps, seed=args.seed, fps=args.fps)
+    print(f"{result['frames']} frames of {result['source']} -> {result['out']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="robotrl", description="JAX reinforcement learning for robots.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -164,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(func=cmd_eval)
 
+    rd = sub.add_parser("render", help="video (.mp4/.gif) or frame strip (.png) of an episode")
+    rd.add_argument("target", help="a run directory (its policy) or an env name (random actions)")
+    rd.add_argument("--out", required=True, help="output file: .mp4, .gif or .png")
+    rd.add_argument("--steps", type=int, default=None, help="episode length (default: the env's)")
+    rd.add_argument("--seed", type=int, default=0)
+    rd.add_argument("--fps", type=float, default=None)
+    rd.set_defaults(func=cmd_render)
+
     runs = sub.add_parser("runs", help="list and compare run directories")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True, parser_class=_Parser)
     ls = runs_sub.add_parser("list", help="runs under a folder")
@@ -189,7 +205,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "eval"):
+    if args.command in ("train", "eval", "render"):
         from robotrl.cache import enable_compilation_cache, use_cpu_cores_as_devices
 
         use_cpu_cores_as_devices()

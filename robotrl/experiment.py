@@ -30,7 +30,7 @@ from robotrl.runs.plot import learning_curve
 from robotrl.train.config import TrainConfig
 from robotrl.train.evaluate import evaluate_host, make_evaluator, summarize
 from robotrl.train.host_loop import HostSession
-from robotrl.train.scan_loop import ScanSession
+from robotrl.train.scan_loop import ScanSession, check_chunking
 from robotrl.train.session import NonFiniteError, run_training
 from robotrl.types import Algorithm, EnvSpec
 
@@ -156,6 +156,7 @@ class Experiment:
             ).spec
         try:
             self.algo: Algorithm = make_algo(cfg.algo, self.spec)
+            check_chunking(self.algo, cfg.train)
         except ValueError as err:
             raise ConfigError(f"algo: {err}") from None
 

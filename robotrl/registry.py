@@ -32,6 +32,12 @@ def _td3():
     return td3.TD3Config, td3.make
 
 
+def _ppo():
+    from robotrl.algos import ppo
+
+    return ppo.PPOConfig, ppo.make
+
+
 def _pendulum():
     from sims.pendulum import PARAMETER_SETS, Pendulum, PendulumConfig
 
@@ -41,6 +47,7 @@ def _pendulum():
 ALGORITHMS: dict[str, AlgoEntry] = {
     "sac": AlgoEntry(_sac),
     "td3": AlgoEntry(_td3),
+    "ppo": AlgoEntry(_ppo),
 }
 
 ENVS: dict[str, EnvEntry] = {

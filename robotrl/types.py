@@ -174,14 +174,21 @@ class Algorithm(NamedTuple):
     An algorithm is made for one ``EnvSpec`` (``make(config, spec)``): everything the spec fixes
     (network shapes, action scaling, the value head's support, the target entropy) is static in
     the closures instead of being traced state. ``config`` is the frozen config the functions
-    were made from; loops read ``batch_size`` and ``utd`` from it to know how many transitions one
-    ``update`` consumes.
+    were made from.
+
+    What ``update`` consumes is the one thing the loops need to know:
+      ``rollout_length == 0`` (off-policy): after every env step, ``utd * batch_size``
+        transitions sampled uniformly from a replay buffer (the loops read ``config.batch_size``
+        and ``config.utd``);
+      ``rollout_length == T`` (on-policy): after every T env steps, the last T steps of every env
+        in time order, ``[T, E]`` (the replay buffer is then exactly one rollout long).
     """
 
     config: Any
     init: Callable[[PRNGKey], Any]
     update: Callable[[Any, Transition, PRNGKey], tuple[Any, Metrics]]
     make_policy: Callable[[Any, bool], tuple[Policy, Params]]
+    rollout_length: int = 0
 
 
 class Env(Protocol):

@@ -1,9 +1,11 @@
 """The host training loop: the same ``algo.update``, fed by a Python env (gymnasium, dm_control,
 a robot) through a numpy replay buffer.
 
-Per env step: one jitted policy call, one host env step, one buffer insert, and once learning has
-started one jitted ``update`` on ``utd * batch_size`` sampled transitions. Metrics stay on the
-device until the end of a chunk, so the loop does not wait on every update.
+Per env step: one jitted policy call, one host env step, one buffer insert, and ``update`` when its
+data is ready, exactly as in the scan loop (``robotrl.types.Algorithm``): off-policy after every
+step on ``utd * batch_size`` sampled transitions, on-policy every ``rollout_length`` steps on the
+buffer (one rollout ``[T, E]``). Metrics stay on the device until the end of a chunk, so the loop
+does not wait on every update.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from robotrl.buffers import HostReplay
 from robotrl.envs.host import HostEnv
 from robotrl.train.config import TrainConfig
 from robotrl.train.evaluate import evaluate_host
+from robotrl.train.scan_loop import buffer_capacity, check_chunking
 from robotrl.train.session import ChunkResult, first_non_finite
 from robotrl.types import Algorithm, Transition
 
@@ -45,6 +48,7 @@ class HostSession:
     ):
         """``env`` is the training env (``cfg.num_envs`` copies); ``make_env(n)`` builds the
         evaluation batch."""
+        check_chunking(algo, cfg)
         self.cfg, self.algo, self.seed = cfg, algo, seed
         self.env = env
         self._make_env = make_env
@@ -68,7 +72,7 @@ class HostSession:
             next_obs=self.obs,
             extras=jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), extras),
         )
-        self.buffer = HostReplay(example, cfg.buffer_size, seed)
+        self.buffer = HostReplay(example, buffer_capacity(algo, cfg), seed)
         self._steps = 0
         self.episode_return = np.zeros(cfg.num_envs)
         self.rng = np.random.default_rng(seed)
@@ -80,7 +84,7 @@ class HostSession:
 
     def run_chunk(self) -> ChunkResult:
         cfg = self.cfg
-        sample_size = self.algo.config.batch_size * self.algo.config.utd
+        rollout = self.algo.rollout_length
         start = self._steps
         iterations = cfg.log_every // cfg.num_envs
         metrics, returns, bad = [], [], None
@@ -88,7 +92,7 @@ class HostSession:
             self.key, k_act, k_update = jax.random.split(self.key, 3)
             _, params = self.algo.make_policy(self.algo_state, False)
             action, carry, extras = self._act(params, self.carry, self.obs, k_act)
-            if self._steps < cfg.learning_starts:
+            if not rollout and self._steps < cfg.learning_starts:
                 action = self.rng.uniform(self._low, self._high, (cfg.num_envs, len(self._low)))
             action = np.asarray(action, np.float32)
             out = self.env.step(action)
@@ -115,8 +119,8 @@ class HostSession:
             returns.extend(self.episode_return[done].tolist())
             self.episode_return[done] = 0.0
             self._steps += cfg.num_envs
-            if self._steps > cfg.learning_starts:
-                batch = self.buffer.sample(sample_size)
+            batch = self._data_for_update()
+            if batch is not None:
                 self.algo_state, m = self._update(self.algo_state, batch, k_update)
                 metrics.append((i, m))
         # One transfer for the whole chunk; the first non-finite update names its step.
@@ -136,6 +140,16 @@ class HostSession:
         result["train/episode_return"] = np.array([np.mean(returns) if returns else np.nan])
         result["train/episodes"] = np.array([float(len(returns))])
         return ChunkResult(metrics=result, bad=bad)
+
+    def _data_for_update(self) -> Any:
+        """The batch ``update`` consumes after this step, or None when it is not due."""
+        rollout = self.algo.rollout_length
+        if rollout:
+            due = (self._steps // self.cfg.num_envs) % rollout == 0
+            return self.buffer.data if due else None
+        if self._steps <= self.cfg.learning_starts:
+            return None
+        return self.buffer.sample(self.algo.config.batch_size * self.algo.config.utd)
 
     def evaluate(self) -> np.ndarray:
         env = self._make_env(self.cfg.eval_episodes)

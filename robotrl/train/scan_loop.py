@@ -1,10 +1,13 @@
 """The on-device training loop: act, step, insert and update inside one jitted ``lax.scan``.
 
 One *chunk* of ``log_every / num_envs`` iterations is one compiled call; nothing in it goes back to
-Python. Each iteration: the policy (uniform random before ``learning_starts``) acts on the batched
-env, the transition (with the true ``next_obs`` at episode ends) goes into the device buffer, and
-once learning has started one ``algo.update`` consumes ``utd * batch_size`` sampled transitions.
-Seeds are a leading ``vmap`` axis over the whole loop state, so S seeds train in one program.
+Python. Each iteration: the policy acts on the batched env, the transition (with the true
+``next_obs`` at episode ends) goes into the device buffer, and ``algo.update`` runs when its data
+is ready (see ``robotrl.types.Algorithm``): off-policy, after every step once ``learning_starts``
+transitions of uniform random actions are in, on ``utd * batch_size`` sampled transitions;
+on-policy, every ``rollout_length`` steps on the buffer itself, which is then exactly one rollout
+``[T, E]`` in time order. Seeds are a leading ``vmap`` axis over the whole loop state, so S seeds
+train in one program.
 
 Shapes: S seeds, T iterations per chunk, E parallel envs.
 """
@@ -67,6 +70,21 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.ones((), bool)
 
 
+def check_chunking(algo: Algorithm, cfg: TrainConfig) -> None:
+    """On-policy chunks must hold whole rollouts, so every update sees one aligned rollout."""
+    rollout = algo.rollout_length * cfg.num_envs
+    if rollout and cfg.log_every % rollout:
+        raise ValueError(
+            f"train.log_every ({cfg.log_every}) must be a multiple of rollout_length x num_envs "
+            f"({algo.rollout_length} x {cfg.num_envs} = {rollout})"
+        )
+
+
+def buffer_capacity(algo: Algorithm, cfg: TrainConfig) -> int:
+    """One rollout for on-policy algorithms, ``buffer_size`` transitions for off-policy ones."""
+    return algo.rollout_length * cfg.num_envs if algo.rollout_length else cfg.buffer_size
+
+
 def make_init(env: Any, algo: Algorithm, cfg: TrainConfig):
     """``init(key) -> LoopState`` for one seed; ``env`` is batched (``make_training_env``)."""
     num_envs = cfg.num_envs
@@ -91,7 +109,7 @@ def make_init(env: Any, algo: Algorithm, cfg: TrainConfig):
         return LoopState(
             algo=algo_state,
             env=env_state,
-            buffer=replay.init(example, cfg.buffer_size),
+            buffer=replay.init(example, buffer_capacity(algo, cfg)),
             policy_carry=carry,
             key=k_loop,
             env_steps=jnp.zeros((), jnp.int32),
@@ -103,24 +121,33 @@ def make_init(env: Any, algo: Algorithm, cfg: TrainConfig):
 
 def make_chunk(env: Any, algo: Algorithm, cfg: TrainConfig):
     """``chunk(state) -> (state, ChunkOut)``: ``log_every / num_envs`` iterations in a scan."""
+    check_chunking(algo, cfg)
     spec = env.spec
     low = jnp.asarray(spec.action_low, jnp.float32)
     high = jnp.asarray(spec.action_high, jnp.float32)
-    sample_size = algo.config.batch_size * algo.config.utd
+    on_policy = algo.rollout_length > 0
     iterations = cfg.log_every // cfg.num_envs
+
+    def data_for_update(buffer: replay.ReplayState, env_steps: jax.Array, key: PRNGKey):
+        """(ready, batch): what ``algo.update`` consumes after this step, and whether it is due."""
+        if on_policy:
+            return (env_steps // cfg.num_envs) % algo.rollout_length == 0, buffer.data
+        batch = replay.sample(buffer, key, algo.config.batch_size * algo.config.utd)
+        return env_steps > cfg.learning_starts, batch
 
     def iteration(s: LoopState, _) -> tuple[LoopState, ChunkOut]:
         key, k_act, k_rand, k_sample, k_update = jax.random.split(s.key, 5)
         policy, params = algo.make_policy(s.algo, False)
         obs = s.env.obs
         action, carry, extras = policy.step(params, s.policy_carry, obs, k_act)
-        random_action = jax.random.uniform(
-            k_rand,
-            action.shape,
-            minval=jnp.broadcast_to(low, action.shape),
-            maxval=jnp.broadcast_to(high, action.shape),
-        )
-        action = jnp.where(s.env_steps < cfg.learning_starts, random_action, action)
+        if not on_policy:  # uniform random actions until learning starts
+            random_action = jax.random.uniform(
+                k_rand,
+                action.shape,
+                minval=jnp.broadcast_to(low, action.shape),
+                maxval=jnp.broadcast_to(high, action.shape),
+            )
+            action = jnp.where(s.env_steps < cfg.learning_starts, random_action, action)
         env_state = env.step(s.env, action)
         transition = Transition(
             obs=obs,
@@ -137,8 +164,7 @@ def make_chunk(env: Any, algo: Algorithm, cfg: TrainConfig):
         env_steps = s.env_steps + cfg.num_envs
 
         # Sampled outside the cond: a cond operand as large as the buffer gets copied.
-        batch = replay.sample(buffer, k_sample, sample_size)
-        ready = env_steps > cfg.learning_starts
+        ready, batch = data_for_update(buffer, env_steps, k_sample)
         metric_shapes = jax.eval_shape(algo.update, s.algo, batch, k_update)[1]
         skip = lambda st, b, k: (
             st,
@@ -216,6 +242,7 @@ class ScanSession:
     """Holds the compiled chunk/eval functions and the current (seed-batched) loop state."""
 
     def __init__(self, env: Any, eval_env: Any, algo: Algorithm, cfg: TrainConfig, seed: int):
+        check_chunking(algo, cfg)
         self.cfg = cfg
         self.num_seeds = cfg.num_seeds
         # Seed i's stream does not depend on how many seeds run beside it.

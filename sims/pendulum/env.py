@@ -14,6 +14,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from robotrl.envs import EnvState
 from robotrl.types import ArraySpec, EnvSpec, Field, PRNGKey
@@ -107,6 +108,21 @@ class Pendulum:
             physics=physics,
             metrics={"torque_abs": jnp.abs(u)},
         )
+
+    def render(self, state: EnvState, size: int = 256) -> np.ndarray:
+        """The rod and the bob seen from the front, ``[size, size, 3]`` uint8."""
+        from PIL import Image, ImageDraw
+
+        th = float(np.asarray(state.physics)[0])
+        img = Image.new("RGB", (size, size), (245, 245, 240))
+        draw = ImageDraw.Draw(img)
+        c, r = size / 2, 0.38 * size
+        tip = (c + r * np.sin(th), c - r * np.cos(th))  # th = 0 points up
+        draw.line([(c, c), tip], fill=(200, 70, 50), width=max(2, size // 32))
+        draw.ellipse([tip[0] - size / 20, tip[1] - size / 20, tip[0] + size / 20,
+                      tip[1] + size / 20], fill=(60, 60, 60))
+        draw.ellipse([c - 3, c - 3, c + 3, c + 3], fill=(0, 0, 0))
+        return np.asarray(img)
 
     @staticmethod
     def _obs(physics: jax.Array) -> jax.Array:

@@ -11,7 +11,7 @@ from robotrl.algos import sac
 from robotrl.envs import make_eval_env, make_training_env
 from robotrl.runs import CheckpointError, CheckpointStore
 from robotrl.train.config import TrainConfig
-from robotrl.train.scan_loop import ScanSession
+from robotrl.train.scan_loop import ScanSession, select_seed
 from robotrl.train.session import NonFiniteError, run_training
 from sims.pendulum import Pendulum, PendulumConfig
 
@@ -150,3 +150,51 @@ def test_diverging_loss_stops_training_naming_the_metric():
         run_training(s, BASE)
     assert err.value.name.startswith("train/")
     assert 100 < err.value.step <= 400
+
+
+def test_on_policy_updates_once_per_rollout_on_the_rollout_in_order():
+    from robotrl.algos import ppo
+
+    env = Pendulum(PendulumConfig(episode_length=50))
+    algo = ppo.make(
+        ppo.PPOConfig(
+            actor_hidden=(16,), critic_hidden=(16,), rollout_length=10, minibatch_size=20, epochs=1
+        ),
+        env.spec,
+    )
+    cfg = TrainConfig(total_steps=400, num_envs=4, log_every=80, eval_episodes=2)
+    s = ScanSession(make_training_env(env, 4), make_eval_env(env, 2), algo, cfg, 0)
+    assert int(np.asarray(s.state.buffer.size)) == 0
+    assert select_seed(s.state, 0).buffer.rows == 10
+    result = s.run_chunk()  # 20 iterations of 4 envs = 2 rollouts of 10 steps
+    assert int(np.asarray(s.state.algo.step)[0]) == 2
+    assert np.isfinite(result.metrics["train/policy_loss"]).all()
+    assert int(np.asarray(s.state.buffer.pos)) == 0  # the buffer holds exactly one rollout
+    with pytest.raises(ValueError, match="multiple of rollout_length"):
+        ScanSession(
+            make_training_env(env, 4),
+            make_eval_env(env, 2),
+            algo,
+            dataclasses.replace(cfg, log_every=100),
+            0,
+        )
+
+
+def test_host_loop_runs_on_policy_algorithms():
+    from robotrl.algos import ppo
+    from robotrl.envs.host import GymnasiumEnv
+    from robotrl.train.host_loop import HostSession
+
+    make = lambda n: GymnasiumEnv("Pendulum-v1", n)
+    env = make(2)
+    algo = ppo.make(
+        ppo.PPOConfig(
+            actor_hidden=(16,), critic_hidden=(16,), rollout_length=25, minibatch_size=25, epochs=1
+        ),
+        env.spec,
+    )
+    cfg = TrainConfig(total_steps=100, num_envs=2, log_every=100, eval_episodes=2)
+    s = HostSession(env, make, algo, cfg, 0)
+    result = s.run_chunk()
+    assert int(np.asarray(s.algo_state.step)) == 2
+    assert np.isfinite(result.metrics["train/value_loss"]).all()
