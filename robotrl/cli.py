@@ -131,6 +131,20 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from robotrl.export import export_run
+
+    result = export_run(args.run_dir, fmt=args.format, out=args.out, step=args.step)
+    src = result["source"]
+    print(
+        f"exported {src['algo']} on {src['env']} (step {src['checkpoint_step']}), "
+        f"{result['golden_pairs']} golden pairs verified:"
+    )
+    for kind, path in result["files"].items():
+        print(f"  {kind}: {path}")
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from robotrl.render import render
 
@@ -172,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(func=cmd_eval)
 
+    ex = sub.add_parser("export", help="export a run's policy (portable bundle)")
+    ex.add_argument("run_dir")
+    ex.add_argument("--format", default="bundle", help="bundle")
+    ex.add_argument("--out", default=None, help="folder (default: RUN_DIR/export)")
+    ex.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    ex.set_defaults(func=cmd_export)
+
     rd = sub.add_parser("render", help="video (.mp4/.gif) or frame strip (.png) of an episode")
     rd.add_argument("target", help="a run directory (its policy) or an env name (random actions)")
     rd.add_argument("--out", required=True, help="output file: .mp4, .gif or .png")
@@ -195,17 +216,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from policies.bundle import BundleError
     from robotrl.config import ConfigError
     from robotrl.runs import CheckpointError, RunDirError
     from robotrl.train.session import NonFiniteError
 
-    return ConfigError, RunDirError, CheckpointError, NonFiniteError, FileNotFoundError
+    return (
+        ConfigError,
+        RunDirError,
+        CheckpointError,
+        NonFiniteError,
+        BundleError,
+        FileNotFoundError,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "eval", "render"):
+    if args.command in ("train", "eval", "render", "export"):
         from robotrl.cache import enable_compilation_cache, use_cpu_cores_as_devices
 
         use_cpu_cores_as_devices()

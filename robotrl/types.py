@@ -68,6 +68,8 @@ class EnvSpec:
       extra_obs: other named observation arrays (e.g. ``"pixels"``), present in the obs dict.
       reward_range: (min, max) of one step's reward when known; classification critics derive
         their default value range from it.
+      safe_action: what a robot should do when it cannot trust its policy (hover thrust, brake);
+        None means zeros clipped into the bounds.
     """
 
     name: str
@@ -81,6 +83,7 @@ class EnvSpec:
     privileged_obs: ArraySpec | None = None
     extra_obs: Mapping[str, ArraySpec] = dataclasses.field(default_factory=dict)
     reward_range: tuple[float, float] | None = None
+    safe_action: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.action_low) != len(self.action_high):
@@ -189,6 +192,9 @@ class Algorithm(NamedTuple):
     update: Callable[[Any, Transition, PRNGKey], tuple[Any, Metrics]]
     make_policy: Callable[[Any, bool], tuple[Policy, Params]]
     rollout_length: int = 0
+    # The deterministic policy as a portable layer program: state -> (spec, numpy arrays), see
+    # ``policies.bundle``. None where the policy cannot be written that way.
+    describe_policy: Callable[[Any], tuple[dict, dict]] | None = None
 
 
 class Env(Protocol):

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from robotrl.algos.common import apply_gradients, critic_head, example_inputs
-from robotrl.nets import MLP, ActionScaler, ValueHead, ValueHeadConfig
+from robotrl.nets import MLP, ActionScaler, ValueHead, ValueHeadConfig, mlp_program
 from robotrl.types import (
     Algorithm,
     EnvSpec,
@@ -377,10 +377,16 @@ def make(cfg: PPOConfig, spec: EnvSpec) -> Algorithm:
     def make_policy(state: PPOState, deterministic_: bool) -> tuple[Policy, Params]:
         return (deterministic if deterministic_ else sampling), state.params["actor"]
 
+    def describe_policy(state: PPOState) -> tuple[dict, dict]:
+        head = "clip" if cfg.distribution == "normal" else "beta_mean"
+        mlp = state.params["actor"]["params"]["MLP_0"]
+        return mlp_program(mlp, cfg.activation, cfg.actor_layer_norm, head=head)
+
     return Algorithm(
         config=cfg,
         init=lambda key: init_state(key, cfg, spec, nets),
         update=make_update(cfg, nets),
         make_policy=make_policy,
         rollout_length=cfg.rollout_length,
+        describe_policy=describe_policy,
     )

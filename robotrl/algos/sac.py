@@ -41,6 +41,7 @@ from robotrl.nets import (
     TanhGaussianActor,
     ValueHead,
     ValueHeadConfig,
+    mlp_program,
     tanh_gaussian_sample,
 )
 from robotrl.types import (
@@ -296,9 +297,14 @@ def make(cfg: SACConfig, spec: EnvSpec) -> Algorithm:
     def make_policy(state: SACState, deterministic_: bool) -> tuple[Policy, Params]:
         return (deterministic if deterministic_ else stochastic), state.actor_params
 
+    def describe_policy(state: SACState) -> tuple[dict, dict]:
+        mlp = state.actor_params["params"]["MLP_0"]
+        return mlp_program(mlp, cfg.activation, cfg.actor_layer_norm, head="tanh_mean")
+
     return Algorithm(
         config=cfg,
         init=lambda key: init_state(key, cfg, spec, nets),
         update=make_update(cfg, nets),
         make_policy=make_policy,
+        describe_policy=describe_policy,
     )

@@ -37,6 +37,7 @@ from robotrl.nets import (
     DeterministicActor,
     ValueHead,
     ValueHeadConfig,
+    mlp_program,
 )
 from robotrl.types import (
     Algorithm,
@@ -238,9 +239,14 @@ def make(cfg: TD3Config, spec: EnvSpec) -> Algorithm:
     def make_policy(state: TD3State, deterministic_: bool) -> tuple[Policy, Params]:
         return (deterministic if deterministic_ else exploring), state.actor_params
 
+    def describe_policy(state: TD3State) -> tuple[dict, dict]:
+        mlp = state.actor_params["params"]["MLP_0"]
+        return mlp_program(mlp, cfg.activation, cfg.actor_layer_norm, head="tanh")
+
     return Algorithm(
         config=cfg,
         init=lambda key: init_state(key, cfg, spec, nets),
         update=make_update(cfg, nets),
         make_policy=make_policy,
+        describe_policy=describe_policy,
     )

@@ -7,7 +7,7 @@ from robotrl.nets.actors import (
     tanh_gaussian_sample,
 )
 from robotrl.nets.heads import ValueHead, ValueHeadConfig, default_value_range, make_value_head
-from robotrl.nets.mlp import MLP, Critic, CriticEnsemble, activation
+from robotrl.nets.mlp import MLP, Critic, CriticEnsemble, activation, mlp_program
 
 __all__ = [
     "MLP",
@@ -21,5 +21,6 @@ __all__ = [
     "activation",
     "default_value_range",
     "make_value_head",
+    "mlp_program",
     "tanh_gaussian_sample",
 ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ACTIVATIONS = {
     "relu": nn.relu,
@@ -42,10 +43,38 @@ class MLP(nn.Module):
         for size in self.hidden:
             x = nn.Dense(size)(x)
             if self.layer_norm:
-                x = nn.LayerNorm()(x)
+                x = nn.LayerNorm(use_fast_variance=False)(x)  # two-pass: as exported
             x = act(x)
         init = nn.initializers.variance_scaling(self.out_scale, "fan_avg", "uniform")
         return nn.Dense(self.out_dim, kernel_init=init)(x)
+
+
+def mlp_program(
+    params: dict, activation: str, layer_norm: bool, head: str, prefix: str = "pi"
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """An ``MLP``'s parameters as the layer program of a policy bundle (``policies.bundle``).
+
+    Returns ``(spec, arrays)``: ``spec = {"layers": [...], "head": head}`` and the float32
+    arrays it names. The order mirrors ``MLP.__call__``: Dense, [LayerNorm], activation, ...,
+    Dense.
+    """
+    dense = sorted((k for k in params if k.startswith("Dense_")), key=lambda k: int(k[6:]))
+    layers, arrays = [], {}
+    for i, name in enumerate(dense):
+        w, b = f"{prefix}.{i}.w", f"{prefix}.{i}.b"
+        arrays[w] = np.asarray(params[name]["kernel"], np.float32)
+        arrays[b] = np.asarray(params[name]["bias"], np.float32)
+        layers.append({"op": "dense", "weight": w, "bias": b})
+        if i == len(dense) - 1:
+            break
+        if layer_norm:
+            ln = params[f"LayerNorm_{i}"]
+            s, c = f"{prefix}.{i}.ln.scale", f"{prefix}.{i}.ln.bias"
+            arrays[s] = np.asarray(ln["scale"], np.float32)
+            arrays[c] = np.asarray(ln["bias"], np.float32)
+            layers.append({"op": "layernorm", "scale": s, "bias": c, "eps": 1e-6})
+        layers.append({"op": "activation", "fn": activation})
+    return {"layers": layers, "head": head}, arrays
 
 
 class Critic(nn.Module):

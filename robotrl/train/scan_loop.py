@@ -243,7 +243,7 @@ class ScanSession:
 
     def __init__(self, env: Any, eval_env: Any, algo: Algorithm, cfg: TrainConfig, seed: int):
         check_chunking(algo, cfg)
-        self.cfg = cfg
+        self.cfg, self.algo = cfg, algo
         self.num_seeds = cfg.num_seeds
         # Seed i's stream does not depend on how many seeds run beside it.
         keys = jax.vmap(jax.random.fold_in, (None, 0))(
