@@ -8,14 +8,14 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 	/usr/local/bin/python3.12 /usr/bin/python3.12; do \
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; \
 	done)
-EXTRAS ?= dev,dmc
+EXTRAS ?= dev,dmc,onnx
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: venv demo test test-fast lint format bench clean
+.PHONY: venv demo test test-fast lint format bench clean toolchain
 
 $(BIN)/python:
 	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install python3.12"; exit 1; }
@@ -28,13 +28,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
+# The ARM cross-compiler and the Cortex-M4 emulator (Debian packages; quiet when present).
+toolchain:
+	bash firmware_export/install_toolchain.sh
+
 demo: $(STAMP)
 	$(BIN)/python -m robotrl.demo
 
-test: $(STAMP)
+test: $(STAMP) toolchain
 	$(PYTEST) -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) toolchain
 	$(PYTEST) -q -m "not slow"
 
 lint: $(STAMP)
@@ -45,7 +49,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(STAMP) toolchain
 	$(BIN)/python -m benchmarks.run_all
 
 clean:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from benchmarks import pendulum_solve, sac_updates
+from benchmarks import c_policy, pendulum_solve, sac_updates
 from benchmarks.common import ROOT, machine
 
-BENCHMARKS = (sac_updates, pendulum_solve)
+BENCHMARKS = (sac_updates, pendulum_solve, c_policy)
 
 
 def main() -> None:

@@ -179,6 +179,12 @@ class PolicyBundle:
             "source": self.source,
         }
 
+    def checksum(self) -> str:
+        """The sha256 that ``save`` stores: it identifies this exact policy wherever it goes
+        (the generated C and ONNX carry it)."""
+        meta = json.dumps(self._meta(), sort_keys=True).encode()
+        return _checksum(meta, self._arrays())
+
     def save(self, path: str | Path) -> Path:
         """Writes the bundle (atomically: a temporary file, then a rename)."""
         self.validate()
@@ -188,7 +194,7 @@ class PolicyBundle:
         payload = {
             **arrays,
             "__meta__": np.frombuffer(meta, np.uint8),
-            "__checksum__": np.frombuffer(_checksum(meta, arrays).encode(), np.uint8),
+            "__checksum__": np.frombuffer(self.checksum().encode(), np.uint8),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")

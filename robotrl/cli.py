@@ -186,9 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(func=cmd_eval)
 
-    ex = sub.add_parser("export", help="export a run's policy (portable bundle)")
+    ex = sub.add_parser("export", help="export a run's policy: bundle, C99 (float32/int8), ONNX")
     ex.add_argument("run_dir")
-    ex.add_argument("--format", default="bundle", help="bundle")
+    ex.add_argument(
+        "--format",
+        default="bundle",
+        choices=("bundle", "c", "c-int8", "onnx"),
+        help="bundle (always written), c, c-int8 or onnx",
+    )
     ex.add_argument("--out", default=None, help="folder (default: RUN_DIR/export)")
     ex.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     ex.set_defaults(func=cmd_export)

@@ -20,7 +20,7 @@ from robotrl.config import ConfigError
 from robotrl.nets import ActionScaler
 from robotrl.types import EnvSpec, actor_obs
 
-FORMATS = ("bundle",)
+FORMATS = ("bundle", "c", "c-int8", "onnx")
 
 
 def _layout(fields) -> list[dict[str, Any]]:
@@ -175,4 +175,14 @@ def export_run(
     bundle.self_test(atol=1e-5)
     out_dir = Path(out) if out else run.path / "export"
     written = {"bundle": str(bundle.save(out_dir / "policy.rlb"))}
+    if fmt in ("c", "c-int8"):
+        from firmware_export.c_export import write_c
+
+        quantize = "int8" if fmt == "c-int8" else "float32"
+        c_files = write_c(bundle, out_dir / fmt, quantize=quantize)
+        written.update({kind: str(path) for kind, path in c_files.items()})
+    elif fmt == "onnx":
+        from firmware_export.onnx_export import write_onnx
+
+        written["onnx"] = str(write_onnx(bundle, out_dir / "policy.onnx"))
     return {"files": written, "source": source, "golden_pairs": len(bundle.golden_obs)}

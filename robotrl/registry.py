@@ -44,6 +44,12 @@ def _pendulum():
     return PendulumConfig, Pendulum, PARAMETER_SETS
 
 
+def _rccar():
+    from sims.rccar import PARAMETER_SETS, RCCar, RCCarConfig
+
+    return RCCarConfig, RCCar, PARAMETER_SETS
+
+
 ALGORITHMS: dict[str, AlgoEntry] = {
     "sac": AlgoEntry(_sac),
     "td3": AlgoEntry(_td3),
@@ -52,6 +58,7 @@ ALGORITHMS: dict[str, AlgoEntry] = {
 
 ENVS: dict[str, EnvEntry] = {
     "pendulum": EnvEntry(_pendulum),
+    "rccar": EnvEntry(_rccar),
 }
 
 HOST_PREFIXES = ("gym/", "dmc/")
