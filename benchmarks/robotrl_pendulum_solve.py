@@ -61,7 +61,7 @@ def main() -> None:
     evals = []
     while session.env_steps() < args.max_steps:
         session.run_chunk()
-        returns = session.evaluate().mean(axis=1)  # [S]
+        returns = session.evaluate().returns.mean(axis=1)  # [S]
         now = time.time() - t_start
         step = session.env_steps()
         evals.append([step, returns.tolist(), now])

@@ -97,6 +97,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         step=args.step,
         seed=args.seed,
         randomize=args.randomize,
+        env_overrides=args.set,
     )
     out = Path(args.run_dir) / "eval.json"
     out.write_text(json.dumps(result, indent=2))
@@ -105,6 +106,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"± {result['eval/return_std']:.2f} (IQM {result['eval/return_iqm']:.2f}) over "
         f"{args.episodes} episodes per seed  -> {out}"
     )
+    extra = {k: v for k, v in result.items() if k.startswith("eval/") and "return" not in k}
+    if extra:
+        print("  final-step metrics: " + ", ".join(f"{k[5:]} {v:.3g}" for k, v in extra.items()))
     return 0
 
 
@@ -183,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SET",
         help="evaluate under a named parameter set of the env, e.g. heldout",
+    )
+    ev.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="env.KEY=VALUE",
+        help="evaluate in a changed env, e.g. --set env.options.tracks=[hook]",
     )
     ev.set_defaults(func=cmd_eval)
 

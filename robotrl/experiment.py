@@ -17,9 +17,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
-import numpy as np
-
 from robotrl import registry
 from robotrl.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from robotrl.envs import ObsNormalization, make_eval_env, make_training_env
@@ -28,7 +25,7 @@ from robotrl.envs.randomize import make_randomizer, select_set
 from robotrl.runs import CheckpointStore, MetricsLog, RunDir, RunDirError, default_run_path
 from robotrl.runs.plot import learning_curve
 from robotrl.train.config import TrainConfig
-from robotrl.train.evaluate import evaluate_host, make_evaluator, summarize
+from robotrl.train.evaluate import summarize_eval
 from robotrl.train.host_loop import HostSession
 from robotrl.train.scan_loop import ScanSession, check_chunking
 from robotrl.train.session import NonFiniteError, run_training
@@ -247,13 +244,20 @@ def evaluate_run(
     step: int | None = None,
     seed: int = 123,
     randomize: str | None = None,
+    env_overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Restores a run's checkpoint and evaluates the deterministic policy (every seed);
-    ``randomize`` names a parameter set to evaluate under (e.g. a held-out one)."""
+    ``randomize`` names a parameter set to evaluate under (e.g. a held-out one), and
+    ``env_overrides`` (``env.options.tracks=[hook]``...) change the env, never the policy."""
     run = RunDir.open(run_path)
     data = run.config()
+    bad = [o for o in env_overrides if not o.startswith("env.")]
+    if bad:
+        raise ConfigError(f"eval --set changes the env only (env.*), got {bad[0]!r}")
+    overrides = [*env_overrides]
     if randomize is not None:
-        data = apply_overrides(data, [f"env.randomize={randomize}"])
+        overrides.append(f"env.randomize={randomize}")
+    data = apply_overrides(data, overrides)
     cfg = parse_config(data)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_episodes=episodes))
     exp = Experiment(cfg)
@@ -264,26 +268,12 @@ def evaluate_run(
     finally:
         store.close()
     session.load_state(tree)
-    if exp.is_host:
-        env = exp._make_host(episodes)
-        try:
-            returns = evaluate_host(env, exp.algo, session.algo_state, seed)[None]
-        finally:
-            env.close()
-    else:
-        evaluate = jax.jit(
-            jax.vmap(
-                make_evaluator(session.eval_env, exp.algo, session.eval_env.spec.episode_length)
-            )
-        )
-        keys = jax.random.split(jax.random.PRNGKey(seed), cfg.train.num_seeds)
-        stats = session.obs_stats()
-        returns = np.asarray(evaluate(session.state.algo, keys, stats)[0])
+    result = session.evaluate(seed)
     return {
         "run": str(run.path),
         "step": meta.get("env_steps"),
         "episodes": episodes,
         "randomize": cfg.env.randomize,
-        "returns": returns.tolist(),
-        **summarize(returns),
+        "returns": result.returns.tolist(),
+        **summarize_eval(result),
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,11 +30,28 @@ def summarize(returns: np.ndarray, prefix: str = "eval/return") -> dict[str, flo
     }
 
 
+class EvalResult(NamedTuple):
+    """Deterministic-policy episodes: ``returns [S, B]`` and the env's metrics at each episode's
+    last step (``name -> [S, B]``: laps driven, final position error, success...)."""
+
+    returns: np.ndarray
+    metrics: dict[str, np.ndarray]
+
+
+def summarize_eval(result: EvalResult) -> dict[str, float]:
+    """Return statistics plus the mean of every final-step metric, keyed ``eval/...``."""
+    row = summarize(result.returns)
+    for name, values in result.metrics.items():
+        row[f"eval/{name}"] = float(np.mean(values))
+    return row
+
+
 def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int):
-    """``evaluate(algo_state, key, obs_stats=None) -> (returns [B], lengths [B])``.
+    """``evaluate(algo_state, key, obs_stats=None) -> (returns [B], lengths [B], metrics)``.
 
     ``eval_env`` is a batched env without auto-reset (``make_eval_env``); each env plays one
-    episode of at most ``episode_length`` steps; rewards after its end are ignored. With
+    episode of at most ``episode_length`` steps; rewards after its end are ignored, and
+    ``metrics`` (``name -> [B]``) are the env's metrics at each episode's last step. With
     observation normalisation, ``obs_stats`` are the training run's (frozen) statistics.
     """
 
@@ -46,14 +63,15 @@ def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int):
         carry = policy.init_carry(batch)
 
         def body(c, _):
-            state, carry, ret, length, alive, key = c
+            state, carry, ret, length, alive, last, key = c
             key, sub = jax.random.split(key)
             action, carry, _ = policy.step(params, carry, state.obs, sub)
             state = eval_env.step(state, action)
             ret = ret + jnp.where(alive, state.reward, 0.0)
             length = length + alive.astype(jnp.int32)
+            last = jax.tree.map(lambda new, old: jnp.where(alive, new, old), state.metrics, last)
             alive = jnp.logical_and(alive, jnp.logical_not(state.done))
-            return (state, carry, ret, length, alive, key), None
+            return (state, carry, ret, length, alive, last, key), None
 
         init = (
             state,
@@ -61,10 +79,11 @@ def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int):
             jnp.zeros(batch),
             jnp.zeros(batch, jnp.int32),
             jnp.ones(batch, bool),
+            state.metrics,
             key,
         )
-        (_, _, ret, length, _, _), _ = jax.lax.scan(body, init, None, length=episode_length)
-        return ret, length
+        (_, _, ret, length, _, last, _), _ = jax.lax.scan(body, init, None, length=episode_length)
+        return ret, length, last
 
     return evaluate
 

@@ -19,7 +19,7 @@ import numpy as np
 from robotrl.buffers import HostReplay
 from robotrl.envs.host import HostEnv
 from robotrl.train.config import TrainConfig
-from robotrl.train.evaluate import evaluate_host
+from robotrl.train.evaluate import EvalResult, evaluate_host
 from robotrl.train.scan_loop import buffer_capacity, check_chunking
 from robotrl.train.session import ChunkResult, first_non_finite
 from robotrl.types import Algorithm, Transition
@@ -151,15 +151,15 @@ class HostSession:
             return None
         return self.buffer.sample(self.algo.config.batch_size * self.algo.config.utd)
 
-    def evaluate(self) -> np.ndarray:
+    def evaluate(self, seed: int | None = None) -> EvalResult:
+        """``eval_episodes`` deterministic episodes (seeded by ``seed`` when given)."""
         env = self._make_env(self.cfg.eval_episodes)
+        seed = self.seed + 10_000 + self._steps if seed is None else seed
         try:
-            returns = evaluate_host(
-                env, self.algo, self.algo_state, self.seed + 10_000 + self._steps
-            )
+            returns = evaluate_host(env, self.algo, self.algo_state, seed)
         finally:
             env.close()
-        return returns[None]
+        return EvalResult(returns[None], {})
 
     def checkpoint_state(self) -> Any:
         state = {"algo": self.algo_state, "key": self.key, "env_steps": np.int64(self._steps)}

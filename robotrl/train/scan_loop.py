@@ -24,7 +24,7 @@ import numpy as np
 from robotrl.buffers import replay
 from robotrl.envs import EnvState
 from robotrl.train.config import TrainConfig
-from robotrl.train.evaluate import make_evaluator
+from robotrl.train.evaluate import EvalResult, make_evaluator
 from robotrl.train.session import ChunkResult, first_non_finite
 from robotrl.types import Algorithm, PRNGKey, Transition
 
@@ -263,7 +263,7 @@ class ScanSession:
         )
         self.eval_env = eval_env
         evaluate = make_evaluator(eval_env, algo, eval_env.spec.episode_length)
-        self._evaluate = jax.jit(jax.vmap(lambda st, k, stats: evaluate(st, k, stats)[0]))
+        self._evaluate = jax.jit(jax.vmap(evaluate))
         self._keys = keys
         self.state: LoopState = self._init(keys)
 
@@ -291,12 +291,20 @@ class ScanSession:
         bad = first_non_finite(out.finite, start, self.cfg.num_envs)
         return ChunkResult(metrics=metrics, bad=bad)
 
-    def evaluate(self) -> np.ndarray:
-        """Deterministic returns ``[S, eval_episodes]``."""
-        # Keyed by the step, so a resumed run evaluates exactly as an uninterrupted one.
-        step = self.env_steps()
-        keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, 1), step))(self._keys)
-        return np.asarray(self._evaluate(self.state.algo, keys, self.obs_stats()))
+    def evaluate(self, seed: int | None = None) -> EvalResult:
+        """``eval_episodes`` deterministic episodes per seed (keyed by ``seed`` when given)."""
+        if seed is None:
+            # Keyed by the step, so a resumed run evaluates exactly as an uninterrupted one.
+            step = self.env_steps()
+            keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, 1), step))(
+                self._keys
+            )
+        else:
+            keys = jax.random.split(jax.random.PRNGKey(seed), self.num_seeds)
+        returns, _, metrics = jax.device_get(
+            self._evaluate(self.state.algo, keys, self.obs_stats())
+        )
+        return EvalResult(np.asarray(returns), {k: np.asarray(v) for k, v in metrics.items()})
 
     def obs_stats(self) -> Any:
         """The running observation statistics ``[S, ...]`` when the env normalises, else None."""

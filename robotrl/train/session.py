@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from robotrl.train.config import TrainConfig
-from robotrl.train.evaluate import summarize
+from robotrl.train.evaluate import EvalResult, summarize_eval
 
 
 class NonFiniteError(RuntimeError):
@@ -39,7 +39,7 @@ class Session(Protocol):
 
     def run_chunk(self) -> ChunkResult: ...
 
-    def evaluate(self) -> np.ndarray: ...
+    def evaluate(self, seed: int | None = None) -> EvalResult: ...
 
     def checkpoint_state(self) -> Any: ...
 
@@ -117,12 +117,13 @@ def run_training(
         final = step >= total
         if final or _due(cfg.eval_every, before, step):
             t0 = time.perf_counter()
-            returns = session.evaluate()
-            if not np.all(np.isfinite(returns)):
+            result = session.evaluate()
+            if not np.all(np.isfinite(result.returns)):
                 raise NonFiniteError(step, "eval/return")
-            row.update(summarize(returns))
+            row.update(summarize_eval(result))
             if session.num_seeds > 1:
-                row.update({f"eval/return/seed{i}": float(r.mean()) for i, r in enumerate(returns)})
+                per_seed = result.returns.mean(axis=-1)
+                row.update({f"eval/return/seed{i}": float(r) for i, r in enumerate(per_seed)})
             row["timing/eval_s"] = time.perf_counter() - t0
         row["timing/elapsed_s"] = time.perf_counter() - t_start
         for callback in callbacks:

@@ -36,3 +36,16 @@ def test_scan_loop_learns_the_jax_pendulum(preset, tmp_path):
 def test_host_loop_learns_gymnasium_pendulum(tmp_path):
     best, returns = best_eval("sac_gym_pendulum", tmp_path=tmp_path)
     assert best > THRESHOLD, returns
+
+
+@pytest.mark.slow
+def test_ppo_drives_laps_on_training_and_heldout_tracks(tmp_path):
+    cfg = experiment.load_config("configs/ppo_rccar.yaml", ["train.total_steps=1500000"])
+    run, _ = experiment.train(cfg, out=tmp_path / "rccar")
+    trained = experiment.evaluate_run(run.path, episodes=16)
+    heldout = experiment.evaluate_run(
+        run.path, episodes=16, env_overrides=["env.options.tracks=[hook]"]
+    )
+    # A 50 s episode; a lap of the training tracks takes the pure-pursuit driver 9-14 s.
+    assert trained["eval/laps"] >= 3.0, trained
+    assert heldout["eval/laps"] >= 1.0, heldout

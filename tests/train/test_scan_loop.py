@@ -50,8 +50,9 @@ def test_chunk_accounting_and_metrics():
     assert total.tolist() == [4.0]
     assert -16.3 * 50 <= float(second.metrics["train/episode_return"][0]) <= 0
     assert int(np.asarray(s.state.buffer.size)) == 100  # rows of 2 envs
-    returns = s.evaluate()
-    assert returns.shape == (1, 3) and np.all(returns <= 0)
+    result = s.evaluate()
+    assert result.returns.shape == (1, 3) and np.all(result.returns <= 0)
+    assert result.metrics["torque_abs"].shape == (1, 3)  # the env's metrics at the last step
 
 
 def test_vmapped_seeds_match_single_seed_runs():
