@@ -122,8 +122,10 @@ def run_training(
                 raise NonFiniteError(step, "eval/return")
             row.update(summarize_eval(result))
             if session.num_seeds > 1:
-                per_seed = result.returns.mean(axis=-1)
-                row.update({f"eval/return/seed{i}": float(r) for i, r in enumerate(per_seed)})
+                per_seed = {"return": result.returns, **result.metrics}
+                for name, values in per_seed.items():
+                    means = np.asarray(values).mean(axis=-1)
+                    row.update({f"eval/{name}/seed{i}": float(m) for i, m in enumerate(means)})
             row["timing/eval_s"] = time.perf_counter() - t0
         row["timing/elapsed_s"] = time.perf_counter() - t_start
         for callback in callbacks:
