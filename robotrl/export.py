@@ -114,13 +114,12 @@ def golden_observations(session: Any, count: int = 32, seed: int = 7) -> np.ndar
     from robotrl.train.scan_loop import select_seed
 
     eval_env = session.eval_env
-    state = (
-        jax.jit(eval_env.reset)(jax.random.PRNGKey(seed))
-        if session.obs_stats() is None
-        else jax.jit(eval_env.reset)(
-            jax.random.PRNGKey(seed), jax.tree.map(lambda x: x[0], session.obs_stats())
-        )
-    )
+    stats = session.obs_stats()
+    if stats is None:
+        state = jax.jit(eval_env.reset)(jax.random.PRNGKey(seed))
+    else:
+        first = jax.tree.map(lambda x: x[0], stats)
+        state = jax.jit(lambda k: eval_env.reset(k, stats=first))(jax.random.PRNGKey(seed))
     algo_state = select_seed(session.state, 0).algo
     policy, params = session.algo.make_policy(algo_state, True)
     step = jax.jit(eval_env.step)

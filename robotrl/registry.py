@@ -50,6 +50,12 @@ def _rccar():
     return RCCarConfig, RCCar, PARAMETER_SETS
 
 
+def _pusht():
+    from sims.pusht import PARAMETER_SETS, PushT, PushTConfig
+
+    return PushTConfig, PushT, PARAMETER_SETS
+
+
 ALGORITHMS: dict[str, AlgoEntry] = {
     "sac": AlgoEntry(_sac),
     "td3": AlgoEntry(_td3),
@@ -59,6 +65,7 @@ ALGORITHMS: dict[str, AlgoEntry] = {
 ENVS: dict[str, EnvEntry] = {
     "pendulum": EnvEntry(_pendulum),
     "rccar": EnvEntry(_rccar),
+    "pusht": EnvEntry(_pusht),
 }
 
 HOST_PREFIXES = ("gym/", "dmc/")

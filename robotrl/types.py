@@ -200,13 +200,17 @@ class Algorithm(NamedTuple):
 class Env(Protocol):
     """A functional environment; see ``robotrl.envs.EnvState``.
 
-    ``step`` sets ``reward``, ``terminated`` and ``truncated`` of *that* step (never carries the
-    previous step's flags over); time limits are the ``EpisodeLimit`` wrapper's job.
+    ``reset(key, params=None)`` starts an episode with the given physical parameters (the env's
+    ``default_params()`` when None). ``step`` sets ``reward``, ``terminated`` and ``truncated``
+    of *that* step (never carries the previous step's flags over); time limits are the
+    ``EpisodeLimit`` wrapper's job.
     """
 
     @property
     def spec(self) -> EnvSpec: ...
 
-    def reset(self, key: PRNGKey) -> Any: ...
+    def default_params(self) -> Any: ...
+
+    def reset(self, key: PRNGKey, params: Any = None) -> Any: ...
 
     def step(self, state: Any, action: jax.Array) -> Any: ...

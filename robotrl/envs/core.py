@@ -1,7 +1,10 @@
 """The functional environment state and the wrappers that batch and shape episodes.
 
-An env is any object with ``spec: EnvSpec``, ``reset(key) -> EnvState`` and
-``step(state, action) -> EnvState`` (pure, jittable, unbatched). Wrappers compose:
+An env is any object with ``spec: EnvSpec``, ``default_params()``, ``reset(key, params=None) ->
+EnvState`` and ``step(state, action) -> EnvState`` (pure, jittable, unbatched). ``params`` are the
+physical (and visual) parameters the episode runs with; an env given none uses its defaults.
+Passing them *into* reset (rather than swapping them in afterwards) keeps the first observation
+of an episode consistent with them (rendered colours, privileged disturbance). Wrappers compose:
 
     VmapWrapper(AutoReset(EpisodeLimit(DomainRandomization(ActionRepeat(env)))))
 
@@ -67,8 +70,11 @@ class Wrapper:
     def unwrapped(self) -> Any:
         return getattr(self.env, "unwrapped", self.env)
 
-    def reset(self, key: PRNGKey) -> EnvState:
-        return self.env.reset(key)
+    def default_params(self) -> Any:
+        return self.env.default_params()
+
+    def reset(self, key: PRNGKey, params: Any = None) -> EnvState:
+        return self.env.reset(key, params)
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         return self.env.step(state, action)
@@ -85,8 +91,8 @@ class EpisodeLimit(Wrapper):
     def spec(self) -> EnvSpec:
         return dataclasses.replace(self.env.spec, episode_length=self.max_steps)
 
-    def reset(self, key: PRNGKey) -> EnvState:
-        state = self.env.reset(key)
+    def reset(self, key: PRNGKey, params: Any = None) -> EnvState:
+        state = self.env.reset(key, params)
         return state.replace(info={**state.info, "steps": jnp.zeros((), jnp.int32)})
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
@@ -131,7 +137,8 @@ class ActionRepeat(Wrapper):
 
 
 class DomainRandomization(Wrapper):
-    """Draws new physical parameters at every reset: ``randomize(key, default_params) -> params``.
+    """Draws new parameters for every episode: ``randomize(key, default_params) -> params``,
+    handed to the env's reset (explicit ``params`` given to ``reset`` win).
 
     ``randomize`` is a pure function of the env's default parameters, so evaluation on held-out
     parameter sets is another ``randomize`` with other ranges.
@@ -141,10 +148,11 @@ class DomainRandomization(Wrapper):
         super().__init__(env)
         self.randomize = randomize
 
-    def reset(self, key: PRNGKey) -> EnvState:
+    def reset(self, key: PRNGKey, params: Any = None) -> EnvState:
         key, sub = jax.random.split(key)
-        state = self.env.reset(key)
-        return state.replace(params=self.randomize(sub, state.params))
+        if params is None:
+            params = self.randomize(sub, self.env.default_params())
+        return self.env.reset(key, params)
 
 
 class AutoReset(Wrapper):
@@ -154,8 +162,8 @@ class AutoReset(Wrapper):
     episode just ended), which is the ``next_obs`` a transition must store.
     """
 
-    def reset(self, key: PRNGKey) -> EnvState:
-        state = self.env.reset(key)
+    def reset(self, key: PRNGKey, params: Any = None) -> EnvState:
+        state = self.env.reset(key, params)
         return state.replace(info={**state.info, "final_obs": state.obs})
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
@@ -185,8 +193,12 @@ class VmapWrapper(Wrapper):
         super().__init__(env)
         self.num_envs = num_envs
 
-    def reset(self, key: PRNGKey) -> EnvState:
-        return jax.vmap(self.env.reset)(jax.random.split(key, self.num_envs))
+    def reset(self, key: PRNGKey, params: Any = None) -> EnvState:
+        """Resets every copy; ``params``, when given, carry a leading ``[num_envs]`` axis."""
+        keys = jax.random.split(key, self.num_envs)
+        if params is None:
+            return jax.vmap(lambda k: self.env.reset(k))(keys)
+        return jax.vmap(self.env.reset)(keys, params)
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         return jax.vmap(self.env.step)(state, action)

@@ -9,6 +9,7 @@ older statistics; freeze the statistics (``update=False``) after a warm-up if th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import flax.struct
 import jax
@@ -67,8 +68,11 @@ class ObsNormalization(Wrapper):
         self.update = update
         self.clip = clip
 
-    def reset(self, key: PRNGKey, stats: RunningStats | None = None) -> EnvState:
-        state = self.env.reset(key)
+    def reset(
+        self, key: PRNGKey, params: Any = None, stats: RunningStats | None = None
+    ) -> EnvState:
+        """``stats``: start from these statistics (evaluation with a run's frozen ones)."""
+        state = self.env.reset(key, params)
         if stats is None:
             stats = RunningStats.create(self.spec.obs_dim).update(_state_of(state.obs))
         return self._normalized(state, stats)

@@ -58,7 +58,11 @@ def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int):
     def evaluate(algo_state: Any, key: PRNGKey, obs_stats: Any = None):
         policy, params = algo.make_policy(algo_state, True)
         k_reset, key = jax.random.split(key)
-        state = eval_env.reset(k_reset) if obs_stats is None else eval_env.reset(k_reset, obs_stats)
+        state = (
+            eval_env.reset(k_reset)
+            if obs_stats is None
+            else eval_env.reset(k_reset, stats=obs_stats)
+        )
         batch = jax.tree.leaves(state.reward)[0].shape
         carry = policy.init_carry(batch)
 

@@ -67,14 +67,16 @@ class Pendulum:
         c = self.config
         return {"g": jnp.float32(c.g), "mass": jnp.float32(c.mass), "length": jnp.float32(c.length)}
 
-    def reset(self, key: PRNGKey) -> EnvState:
+    def reset(self, key: PRNGKey, params: dict[str, jax.Array] | None = None) -> EnvState:
         key, k_th, k_dot = jax.random.split(key, 3)
         c = self.config
         th = jax.random.uniform(k_th, (), minval=-c.init_angle, maxval=c.init_angle)
         thdot = jax.random.uniform(k_dot, (), minval=-c.init_speed, maxval=c.init_speed)
-        return self.reset_to(key, th, thdot)
+        return self.reset_to(key, th, thdot, params)
 
-    def reset_to(self, key: PRNGKey, th: jax.Array, thdot: jax.Array) -> EnvState:
+    def reset_to(
+        self, key: PRNGKey, th: jax.Array, thdot: jax.Array, params: dict | None = None
+    ) -> EnvState:
         """Starts an episode from a given angle and velocity (used by parity tests)."""
         physics = jnp.stack([th, thdot]).astype(jnp.float32)
         return EnvState(
@@ -83,7 +85,7 @@ class Pendulum:
             terminated=jnp.zeros((), bool),
             truncated=jnp.zeros((), bool),
             physics=physics,
-            params=self.default_params(),
+            params=self.default_params() if params is None else params,
             key=key,
             metrics={"torque_abs": jnp.zeros(())},
             info={},
@@ -119,8 +121,10 @@ class Pendulum:
         c, r = size / 2, 0.38 * size
         tip = (c + r * np.sin(th), c - r * np.cos(th))  # th = 0 points up
         draw.line([(c, c), tip], fill=(200, 70, 50), width=max(2, size // 32))
-        draw.ellipse([tip[0] - size / 20, tip[1] - size / 20, tip[0] + size / 20,
-                      tip[1] + size / 20], fill=(60, 60, 60))
+        draw.ellipse(
+            [tip[0] - size / 20, tip[1] - size / 20, tip[0] + size / 20, tip[1] + size / 20],
+            fill=(60, 60, 60),
+        )
         draw.ellipse([c - 3, c - 3, c + 3, c + 3], fill=(0, 0, 0))
         return np.asarray(img)
 

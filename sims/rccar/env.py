@@ -231,7 +231,7 @@ class RCCar:
     # ------------------------------------------------------------------------------------------
     # Reset and step.
 
-    def reset(self, key: PRNGKey) -> EnvState:
+    def reset(self, key: PRNGKey, params: dict[str, jax.Array] | None = None) -> EnvState:
         c = self.config
         key, sub = jax.random.split(key)
         u = jax.random.uniform(sub, (5,))  # one draw: threefry is slow to compile on the CPU
@@ -240,7 +240,7 @@ class RCCar:
         offset = (2.0 * u[2] - 1.0) * c.init_offset * self.tracks.half_width[track]
         heading = (2.0 * u[3] - 1.0) * c.init_heading
         speed = u[4] * c.init_speed
-        return self.reset_to(key, track, s, offset, heading, speed)
+        return self.reset_to(key, track, s, offset, heading, speed, params)
 
     def reset_to(
         self,
@@ -250,6 +250,7 @@ class RCCar:
         offset: jax.Array | float = 0.0,
         heading: jax.Array | float = 0.0,
         speed: jax.Array | float = 0.0,
+        params: dict[str, jax.Array] | None = None,
     ) -> EnvState:
         """Starts an episode on ``track`` (index into config.tracks) at arc length ``s`` (m,
         snapped to the nearest point), ``offset`` m left of the centreline, ``heading`` rad from
@@ -293,7 +294,7 @@ class RCCar:
             terminated=jnp.zeros((), bool),
             truncated=jnp.zeros((), bool),
             physics=physics,
-            params=self.default_params(),
+            params=self.default_params() if params is None else params,
             key=key,
             metrics=self._metrics(physics, jnp.zeros((), bool)),
             info={},

@@ -128,7 +128,7 @@ def test_obs_normalization_normalizes_obs_and_final_obs():
     np.testing.assert_allclose(s.obs, stats.normalize(s.info["raw_obs"]), rtol=1e-5, atol=1e-5)
     assert abs(float(s.obs.mean())) < 1.5
     frozen = ObsNormalization(make_eval_env(Pendulum(), 4), update=False)
-    fs = frozen.reset(jax.random.PRNGKey(1), stats)
+    fs = frozen.reset(jax.random.PRNGKey(1), stats=stats)
     fs = jax.jit(frozen.step)(fs, jnp.zeros((4, 1)))
     np.testing.assert_allclose(fs.info["obs_stats"].mean, stats.mean)
 
@@ -139,10 +139,11 @@ def test_reset_and_step_trace_once():
 
     class Counting:
         spec = base.spec
+        default_params = base.default_params
 
-        def reset(self, key):
+        def reset(self, key, params=None):
             traces["reset"] += 1
-            return base.reset(key)
+            return base.reset(key, params)
 
         def step(self, state, action):
             traces["step"] += 1

@@ -123,8 +123,11 @@ class NaNAfter:
         self.base, self.n = Pendulum(PendulumConfig(episode_length=200)), n
         self.spec = self.base.spec
 
-    def reset(self, key):
-        s = self.base.reset(key)
+    def default_params(self):
+        return self.base.default_params()
+
+    def reset(self, key, params=None):
+        s = self.base.reset(key, params)
         return s.replace(info={**s.info, "t": jnp.zeros((), jnp.int32)})
 
     def step(self, state, action):
