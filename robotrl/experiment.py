@@ -35,6 +35,7 @@ from robotrl.types import Algorithm, EnvSpec
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EnvConfig:
     name: str = "pendulum"  # a sims env, or gym/<id>, or dmc/<domain>-<task>
+    backend: str = "auto"  # "jax" (functional, scan loop) | "native" (host loop) | "auto"
     episode_length: int | None = None  # None: the env's own
     action_repeat: int = 1  # functional envs only
     normalize_obs: bool = False  # running observation normalisation (functional envs)
@@ -77,19 +78,23 @@ def parse_config(data: dict[str, Any]) -> ExperimentConfig:
             f"env.name: unknown env {env_name!r}; choose from {sorted(registry.ENVS)} or "
             "gym/<id>, dmc/<domain>-<task>"
         )
-    if registry.is_host_env(env_name) and cfg.env.action_repeat != 1:
-        raise ConfigError("env.action_repeat is only supported for functional (JAX) envs")
-    if not registry.is_host_env(env_name) and cfg.env.randomize:
+    try:
+        native = registry.resolve_backend(env_name, cfg.env.backend) == "native"
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if native and cfg.env.action_repeat != 1:
+        raise ConfigError("env.action_repeat needs the jax backend (env.backend=jax)")
+    if native and cfg.train.num_seeds != 1:
+        raise ConfigError("train.num_seeds > 1 needs the jax backend (one program, vmapped)")
+    if registry.is_host_env(env_name) and cfg.env.randomize:
+        raise ConfigError(f"env.randomize: {env_name} has no parameter sets")
+    if cfg.env.randomize and not registry.is_host_env(env_name):
         sets = registry.ENVS[env_name].load()[2]
         if cfg.env.randomize not in sets:
             raise ConfigError(
                 f"env.randomize: {env_name} has no parameter set {cfg.env.randomize!r}; "
                 f"choose from {sorted(sets)}"
             )
-    if registry.is_host_env(env_name) and (cfg.env.normalize_obs or cfg.env.randomize):
-        raise ConfigError("env.normalize_obs/randomize are only supported for functional envs")
-    if registry.is_host_env(env_name) and cfg.train.num_seeds != 1:
-        raise ConfigError("train.num_seeds > 1 needs a functional (JAX) env")
     return dataclasses.replace(cfg, algo_name=algo_name, algo=algo_cfg)
 
 
@@ -110,7 +115,16 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def _host_env_factory(cfg: EnvConfig) -> Callable[[int], Any]:
+    """``make(num_envs) -> HostEnv`` for gym/, dmc/ and the native backend of registered envs."""
     name = cfg.name
+    if name in registry.ENVS:
+        env_cls, _, sets = registry.ENVS[name].load()
+        env_cfg = from_dict(env_cls, cfg.options, "env.options")
+        if cfg.episode_length is not None:
+            env_cfg = dataclasses.replace(env_cfg, episode_length=cfg.episode_length)
+        ranges = select_set(sets, cfg.randomize) if cfg.randomize else None
+        make = registry.ENVS[name].native()
+        return lambda n: make(env_cfg, n, ranges)
     if name.startswith("gym/"):
         kwargs = dict(cfg.options)
         if cfg.episode_length is not None:
@@ -136,7 +150,8 @@ class Experiment:
     def __init__(self, cfg: ExperimentConfig):
         self.cfg = cfg
         _, make_algo = registry.ALGORITHMS[cfg.algo_name].load()
-        if registry.is_host_env(cfg.env.name):
+        self.backend = registry.resolve_backend(cfg.env.name, cfg.env.backend)
+        if self.backend == "native":
             self._make_host = _host_env_factory(cfg.env)
             try:
                 self.host_env = self._make_host(cfg.train.num_envs)
@@ -159,12 +174,24 @@ class Experiment:
 
     @property
     def is_host(self) -> bool:
-        return registry.is_host_env(self.cfg.env.name)
+        return self.backend == "native"
+
+    def resolved_config(self) -> ExperimentConfig:
+        """The config with the backend this machine chose, as a run directory records it."""
+        env = dataclasses.replace(self.cfg.env, backend=self.backend)
+        return dataclasses.replace(self.cfg, env=env)
 
     def session(self):
         cfg = self.cfg
         if self.is_host:
-            return HostSession(self.host_env, self._make_host, self.algo, cfg.train, cfg.seed)
+            return HostSession(
+                self.host_env,
+                self._make_host,
+                self.algo,
+                cfg.train,
+                cfg.seed,
+                normalize_obs=cfg.env.normalize_obs,
+            )
         randomize = self._randomize
         common = dict(
             episode_length=cfg.env.episode_length,
@@ -214,7 +241,9 @@ def train(
         log = MetricsLog(run, resume_step=step)
     else:
         assert cfg is not None
-        session = Experiment(cfg).session()
+        exp = Experiment(cfg)
+        session = exp.session()
+        cfg = exp.resolved_config()  # the run records the backend it trained with
         run = RunDir.create(out or default_run_path(cfg.name), config_to_dict(cfg), cfg.seed)
         store = CheckpointStore(run.checkpoints, keep=cfg.train.keep_checkpoints)
         log = MetricsLog(run)

@@ -101,11 +101,13 @@ def golden_observations(session: Any, count: int = 32, seed: int = 7) -> np.ndar
 
     if isinstance(session, HostSession):
         env = session._make_env(count)
+        stats = session.obs_stats()
+        seen = (lambda x: x) if stats is None else stats.normalize
         try:
             obs = env.reset(seed)
             policy, params = session.algo.make_policy(session.algo_state, True)
             action, _, _ = policy.step(
-                params, policy.init_carry((count,)), obs, jax.random.PRNGKey(seed)
+                params, policy.init_carry((count,)), seen(obs), jax.random.PRNGKey(seed)
             )
             later = env.step(np.asarray(action)).obs
         finally:
@@ -155,7 +157,7 @@ def export_run(
         store.close()
     session.load_state(tree)
     if exp.is_host:
-        algo_state, stats = session.algo_state, None
+        algo_state, stats = session.algo_state, session.obs_stats()
     else:
         algo_state = select_seed(session.state, 0).algo
         stats = session.obs_stats()

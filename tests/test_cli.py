@@ -65,6 +65,9 @@ def assert_one_error_line(code, err, *needles):
         ({"algo": {"name": "ppo9"}}, ["unknown algorithm 'ppo9'"]),
         ({"env": {"name": "pendulum", "options": {"masss": 2.0}}}, ["env.options.masss"]),
         ({"env": {"name": "pendulum", "randomize": "mars"}}, ["no parameter set 'mars'"]),
+        ({"env": {"name": "pendulum", "backend": "native"}}, ["no native backend"]),
+        ({"env": {"name": "gym/Pendulum-v1", "backend": "jax"}}, ["no jax backend"]),
+        ({"env": {"name": "pendulum", "backend": "gpu"}}, ["env.backend must be one of"]),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, capsys, change, needles):

@@ -18,13 +18,18 @@ from robotrl.types import ArraySpec, EnvSpec, Field
 
 
 class HostStep(NamedTuple):
-    """Result of one batched host step; every array has leading axis ``[B]``."""
+    """Result of one batched host step; every array has leading axis ``[B]``.
+
+    ``metrics`` (optional) are per-env scalars of the step just taken (``name -> [B]``), as a
+    functional env's ``EnvState.metrics``; evaluation reports them at each episode's last step.
+    """
 
     obs: np.ndarray
     reward: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
     final_obs: np.ndarray
+    metrics: dict[str, np.ndarray] = {}  # noqa: RUF012 (a NamedTuple default, never mutated)
 
 
 class HostEnv(Protocol):

@@ -14,6 +14,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from robotrl.envs.core import EnvState, Wrapper
 from robotrl.types import STATE_KEY, Obs, PRNGKey
@@ -92,3 +93,40 @@ class ObsNormalization(Wrapper):
         if "final_obs" in info:
             info["final_obs"] = norm(info["final_obs"])
         return state.replace(obs=norm(state.obs), info=info)
+
+
+class HostObsNormalizer:
+    """``RunningStats`` for host loops, in numpy: the same statistics, merge and normalisation,
+    so a bundle exports them identically whichever loop trained the policy."""
+
+    def __init__(self, dim: int, clip: float = 10.0):
+        self.mean = np.zeros(dim)
+        self.var = np.ones(dim)
+        self.count = 0.0
+        self.clip = clip
+
+    def update(self, x: np.ndarray) -> None:
+        """Merges a batch ``x: [B, O]``."""
+        x = np.asarray(x, np.float64)
+        n = x.shape[0]
+        batch_mean, batch_var = x.mean(0), x.var(0)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
+        self.mean = self.mean + delta * n / total
+        self.var = m2 / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray, clip: float | None = None) -> np.ndarray:
+        clip = self.clip if clip is None else clip
+        return np.clip((np.asarray(x) - self.mean) / np.sqrt(self.var + 1e-8), -clip, clip).astype(
+            np.float32
+        )
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean, "var": self.var, "count": np.float64(self.count)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.mean = np.asarray(state["mean"], np.float64)
+        self.var = np.asarray(state["var"], np.float64)
+        self.count = float(state["count"])

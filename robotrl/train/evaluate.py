@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -93,23 +94,33 @@ def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int):
 
 
 def evaluate_host(
-    env: HostEnv, algo: Algorithm, algo_state: Any, seed: int, max_steps: int | None = None
-) -> np.ndarray:
-    """Plays the first episode of every env in a host batch; returns ``[B]`` returns."""
+    env: HostEnv,
+    algo: Algorithm,
+    algo_state: Any,
+    seed: int,
+    max_steps: int | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> EvalResult:
+    """Plays the first episode of every env in a host batch (``transform``: the run's frozen
+    observation normaliser, if any); returns ``[1, B]`` returns and final-step metrics."""
     policy, params = algo.make_policy(algo_state, True)
     act = jax.jit(policy.step)
-    obs = env.reset(seed)
+    transform = transform or (lambda x: x)
+    obs = transform(env.reset(seed))
     carry = policy.init_carry((env.num_envs,))
     ret = np.zeros(env.num_envs)
     alive = np.ones(env.num_envs, bool)
+    last: dict[str, np.ndarray] = {}
     key = jax.random.PRNGKey(seed)
     for _ in range(max_steps or env.spec.episode_length):
         key, sub = jax.random.split(key)
         action, carry, _ = act(params, carry, obs, sub)
         out = env.step(np.asarray(action))
         ret += np.where(alive, out.reward, 0.0)
+        for name, value in out.metrics.items():
+            last[name] = np.where(alive, value, last.get(name, value))
         alive &= ~(out.terminated | out.truncated)
-        obs = out.obs
+        obs = transform(out.obs)
         if not alive.any():
             break
-    return ret
+    return EvalResult(ret[None], {k: v[None] for k, v in last.items()})

@@ -18,6 +18,7 @@ import numpy as np
 
 from robotrl.buffers import HostReplay
 from robotrl.envs.host import HostEnv
+from robotrl.envs.normalize import HostObsNormalizer
 from robotrl.train.config import TrainConfig
 from robotrl.train.evaluate import EvalResult, evaluate_host
 from robotrl.train.scan_loop import buffer_capacity, check_chunking
@@ -45,9 +46,11 @@ class HostSession:
         algo: Algorithm,
         cfg: TrainConfig,
         seed: int,
+        normalize_obs: bool = False,
     ):
         """``env`` is the training env (``cfg.num_envs`` copies); ``make_env(n)`` builds the
-        evaluation batch."""
+        evaluation batch; ``normalize_obs`` keeps running observation statistics (as the
+        functional ``ObsNormalization`` does) and feeds the policy normalised observations."""
         check_chunking(algo, cfg)
         self.cfg, self.algo, self.seed = cfg, algo, seed
         self.env = env
@@ -59,7 +62,8 @@ class HostSession:
         self.policy, _ = algo.make_policy(self.algo_state, False)
         self._act = jax.jit(self.policy.step)
         self._update = jax.jit(algo.update, donate_argnums=0)
-        self.obs = self.env.reset(seed)
+        self.normalizer = HostObsNormalizer(self.spec.obs_dim) if normalize_obs else None
+        self.obs = self._observe(self.env.reset(seed))
         self.carry = self.policy.init_carry((cfg.num_envs,))
         _, params = algo.make_policy(self.algo_state, False)
         action, _, extras = jax.eval_shape(self._act, params, self.carry, self.obs, self.key)
@@ -99,6 +103,12 @@ class HostSession:
             if not (np.all(np.isfinite(out.obs)) and np.all(np.isfinite(out.final_obs))):
                 bad = (self._steps + cfg.num_envs, "env/obs")
                 break
+            next_obs = self._observe(out.obs)
+            final_obs = (
+                out.final_obs
+                if self.normalizer is None
+                else self.normalizer.normalize(out.final_obs)
+            )
             self.buffer.add(
                 Transition(
                     self.obs,
@@ -106,7 +116,7 @@ class HostSession:
                     out.reward,
                     out.terminated,
                     out.truncated,
-                    out.final_obs,
+                    final_obs,
                     jax.device_get(extras),
                 )
             )
@@ -114,7 +124,7 @@ class HostSession:
             self.carry = _reset_where(
                 done, self.policy.init_carry((cfg.num_envs,)), jax.device_get(carry)
             )
-            self.obs = out.obs
+            self.obs = next_obs
             self.episode_return += out.reward
             returns.extend(self.episode_return[done].tolist())
             self.episode_return[done] = 0.0
@@ -141,6 +151,16 @@ class HostSession:
         result["train/episodes"] = np.array([float(len(returns))])
         return ChunkResult(metrics=result, bad=bad)
 
+    def _observe(self, raw: np.ndarray) -> np.ndarray:
+        """What the policy sees: raw observations, or normalised ones (updating the stats)."""
+        if self.normalizer is None:
+            return raw
+        self.normalizer.update(raw)
+        return self.normalizer.normalize(raw)
+
+    def obs_stats(self) -> HostObsNormalizer | None:
+        return self.normalizer
+
     def _data_for_update(self) -> Any:
         """The batch ``update`` consumes after this step, or None when it is not due."""
         rollout = self.algo.rollout_length
@@ -156,15 +176,17 @@ class HostSession:
         env = self._make_env(self.cfg.eval_episodes)
         seed = self.seed + 10_000 + self._steps if seed is None else seed
         try:
-            returns = evaluate_host(env, self.algo, self.algo_state, seed)
+            transform = None if self.normalizer is None else self.normalizer.normalize
+            return evaluate_host(env, self.algo, self.algo_state, seed, transform=transform)
         finally:
             env.close()
-        return EvalResult(returns[None], {})
 
     def checkpoint_state(self) -> Any:
         state = {"algo": self.algo_state, "key": self.key, "env_steps": np.int64(self._steps)}
         if self.cfg.save_buffer:
             state["buffer"] = self.buffer.state_dict()
+        if self.normalizer is not None:
+            state["obs_stats"] = self.normalizer.state_dict()
         return state
 
     def abstract_state(self) -> Any:
@@ -178,7 +200,9 @@ class HostSession:
         self._steps = int(tree["env_steps"])
         if "buffer" in tree:
             self.buffer.load_state_dict(tree["buffer"])
-        self.obs = self.env.reset(self.seed + self._steps)
+        if self.normalizer is not None:
+            self.normalizer.load_state_dict(tree["obs_stats"])
+        self.obs = self._observe(self.env.reset(self.seed + self._steps))
         self.carry = self.policy.init_carry((self.cfg.num_envs,))
         self.episode_return[:] = 0.0
         self.rng = np.random.default_rng([self.seed, self._steps])

@@ -1,0 +1,270 @@
+"""The MuJoCo side shared by both backends: loading gymnasium's XML, the randomisable physical
+parameters and how they map onto model fields, the spec, and rendering.
+
+Physical parameters (``PARAM_NAMES``), one value per model element:
+  body_mass      [nbody]     kg; a body's inertia tensor scales with its mass (same shape,
+                             denser material) and the subtree masses follow
+  geom_friction  [ngeom, 3]  sliding, torsional, rolling friction coefficients
+  actuator_gear  [nu]        N m per unit of action (the joint transmission's gear)
+  dof_damping    [nv]        N m s/rad (hinges) or N s/m (slides)
+Both backends turn parameters into model fields with ``model_fields`` (numpy or jax.numpy), so a
+randomised episode runs the same physics on either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robotrl.types import ArraySpec, EnvSpec, Field
+from sims.locomotion.tasks import LocomotionConfig, LocomotionTask
+
+# Headless machines: mujoco picks its GL backend when first imported.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import mujoco
+
+PARAM_NAMES = ("body_mass", "geom_friction", "actuator_gear", "dof_damping")
+
+
+def asset_path(xml: str) -> Path:
+    """Path of a model XML shipped inside the installed gymnasium (never copied here)."""
+    spec = importlib.util.find_spec("gymnasium")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("gymnasium is not installed: pip install 'gymnasium[mujoco]'")
+    path = Path(spec.submodule_search_locations[0]) / "envs" / "mujoco" / "assets" / xml
+    if not path.is_file():
+        raise FileNotFoundError(f"{xml} not found in the installed gymnasium ({path})")
+    return path
+
+
+# gymnasium's half_cheetah.xml uses the compiler's "settotalmass", which MuJoCo 3.17 deprecates
+# with a warning printed at every load; it does not change the compiled model.
+_KNOWN_XML_WARNINGS = ("'settotalmass' is deprecated",)
+
+
+def _warn(message: str) -> None:
+    if not any(known in message for known in _KNOWN_XML_WARNINGS):
+        warnings.warn(f"MuJoCo: {message.strip()}", RuntimeWarning, stacklevel=2)
+
+
+def load_model(task: LocomotionTask) -> mujoco.MjModel:
+    """The task's MjModel, compiled from gymnasium's XML as gymnasium compiles it."""
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(_warn)
+    try:
+        return mujoco.MjModel.from_xml_path(str(asset_path(task.xml)))
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def import_mjx() -> Any:
+    """``mujoco.mjx``, without the "Failed to import warp" lines it prints on CPU machines."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            from mujoco import mjx
+    except ImportError as err:
+        raise ImportError(
+            "the MJX backend needs mujoco-mjx: pip install 'mujoco-mjx>=3.17,<4'"
+        ) from err
+    return mjx
+
+
+def default_params(model: mujoco.MjModel) -> dict[str, np.ndarray]:
+    """The model's own physical parameters, float64 copies (see the module docstring)."""
+    return {
+        "body_mass": model.body_mass.copy(),
+        "geom_friction": model.geom_friction.copy(),
+        "actuator_gear": model.actuator_gear[:, 0].copy(),
+        "dof_damping": model.dof_damping.copy(),
+    }
+
+
+def model_constants(model: mujoco.MjModel) -> dict[str, np.ndarray]:
+    """What ``model_fields`` needs besides the parameters: default fields and the body tree."""
+    subtree = np.zeros((model.nbody, model.nbody))  # [i, j] = 1 if body j is in i's subtree
+    for j in range(model.nbody):
+        i = j
+        while True:
+            subtree[i, j] = 1.0
+            if i == 0:
+                break
+            i = int(model.body_parentid[i])
+    return {
+        "body_mass": model.body_mass.copy(),
+        "body_inertia": model.body_inertia.copy(),
+        "body_subtreemass": model.body_subtreemass.copy(),
+        "actuator_gear": model.actuator_gear.copy(),
+        "subtree": subtree,
+    }
+
+
+def model_fields(params: dict[str, Any], const: dict[str, Any], xp: Any = np) -> dict[str, Any]:
+    """Model fields of one parameter set (unbatched), as deltas from the defaults.
+
+    Written so that the default parameters give the model's fields bit for bit: inertia scales by
+    ``mass / default_mass`` (1 where the default is 0, the world body) and subtree masses move by
+    the subtree sum of the mass changes.
+    """
+    mass, base = params["body_mass"], const["body_mass"]
+    ratio = xp.where(base > 0, mass / xp.where(base > 0, base, 1.0), 1.0)
+    subtreemass = const["body_subtreemass"] + const["subtree"] @ (mass - base)
+    gear = const["actuator_gear"]
+    gear = xp.concatenate([params["actuator_gear"][:, None], gear[:, 1:]], axis=1)
+    return {
+        "body_mass": mass,
+        "body_inertia": const["body_inertia"] * ratio[:, None],
+        "body_subtreemass": subtreemass,
+        "geom_friction": params["geom_friction"],
+        "actuator_gear": gear,
+        "dof_damping": params["dof_damping"],
+    }
+
+
+def set_model_fields(model: mujoco.MjModel, fields: dict[str, np.ndarray]) -> None:
+    """Writes ``model_fields`` output into a native MjModel in place."""
+    for name, value in fields.items():
+        getattr(model, name)[...] = value
+
+
+_JOINT_UNITS = {
+    int(mujoco.mjtJoint.mjJNT_SLIDE): ("m", "m/s"),
+    int(mujoco.mjtJoint.mjJNT_HINGE): ("rad", "rad/s"),
+}
+
+
+def _state_fields(model: mujoco.MjModel) -> tuple[list[Field], list[Field]]:
+    """One qpos Field and one qvel Field per joint (a free joint splits in parts)."""
+    qpos, qvel = [], []
+    for j in range(model.njnt):
+        name = model.joint(j).name or f"joint{j}"
+        kind = int(model.jnt_type[j])
+        if kind == int(mujoco.mjtJoint.mjJNT_FREE):
+            qpos += [
+                Field(f"{name}_pos", 3, "m", "world", "free-joint position x, y, z"),
+                Field(f"{name}_quat", 4, "", "world", "orientation quaternion w, x, y, z"),
+            ]
+            qvel += [
+                Field(f"{name}_linvel", 3, "m/s", "world", "linear velocity"),
+                Field(f"{name}_angvel", 3, "rad/s", "body", "angular velocity"),
+            ]
+        elif kind in _JOINT_UNITS:
+            pos_units, vel_units = _JOINT_UNITS[kind]
+            qpos.append(Field(f"{name}_pos", 1, pos_units, "joint", f"{name} position"))
+            qvel.append(Field(f"{name}_vel", 1, vel_units, "joint", f"{name} velocity"))
+        else:
+            raise ValueError(f"joint {name}: ball joints are not used by these tasks")
+    return qpos, qvel
+
+
+def _drop_leading(fields: list[Field], count: int) -> list[Field]:
+    """Removes ``count`` leading entries (x, and y for Ant) from a list of qpos Fields."""
+    out = []
+    for f in fields:
+        drop = min(count, f.size)
+        count -= drop
+        if f.size > drop:
+            if drop and f.size == 3:  # free joint position: keep z
+                f = Field(f.name.replace("_pos", "_z"), f.size - drop, f.units, f.frame, "height")
+            out.append(f)
+    return out
+
+
+def obs_layout(task: LocomotionTask, model: mujoco.MjModel) -> tuple[Field, ...]:
+    qpos, qvel = _state_fields(model)
+    qpos = _drop_leading(qpos, task.skipped_qpos)
+    if task.clip_qvel is not None:
+        note = f" (clipped to +-{task.clip_qvel:g})"
+        qvel = [Field(f.name, f.size, f.units, f.frame, f.description + note) for f in qvel]
+    layout = qpos + qvel
+    if task.include_cfrc_ext:
+        low, high = task.contact_force_range
+        layout.append(
+            Field(
+                "cfrc_ext",
+                (model.nbody - 1) * 6,
+                "N m, N",
+                "com",
+                f"external (contact) wrench [torque, force] on each non-world body, "
+                f"clipped to [{low:g}, {high:g}]",
+            )
+        )
+    return tuple(layout)
+
+
+def action_layout(model: mujoco.MjModel) -> tuple[Field, ...]:
+    out = []
+    for a in range(model.nu):
+        joint = model.joint(int(model.actuator_trnid[a, 0])).name
+        gear = float(model.actuator_gear[a, 0])
+        out.append(
+            Field(
+                model.actuator(a).name or joint,
+                1,
+                "",
+                "joint",
+                f"motor on {joint}: torque = {gear:g} N m x action",
+            )
+        )
+    return tuple(out)
+
+
+def make_spec(task: LocomotionTask, model: mujoco.MjModel, config: LocomotionConfig) -> EnvSpec:
+    """The EnvSpec both backends report (reward_range None: forward speed has no bound)."""
+    layout = obs_layout(task, model)
+    low, high = model.actuator_ctrlrange.T
+    return EnvSpec(
+        name=task.name,
+        obs=ArraySpec((sum(f.size for f in layout),)),
+        action_low=tuple(float(x) for x in low),
+        action_high=tuple(float(x) for x in high),
+        ctrl_dt=float(model.opt.timestep * task.frame_skip),
+        episode_length=config.episode_length,
+        obs_layout=layout,
+        action_layout=action_layout(model),
+    )
+
+
+class FrameRenderer:
+    """Draws a (model, data) pair through ``mujoco.Renderer`` from a camera of the XML."""
+
+    def __init__(self, model: mujoco.MjModel, config: LocomotionConfig):
+        self.model, self.config = model, config
+        self._renderer: mujoco.Renderer | None = None
+        self._data = mujoco.MjData(model)
+
+    def _get(self) -> mujoco.Renderer:
+        if self._renderer is None:
+            c = self.config
+            try:
+                self._renderer = mujoco.Renderer(self.model, c.render_height, c.render_width)
+            except Exception as err:
+                raise RuntimeError(
+                    f"cannot create a MuJoCo renderer ({err}); on a machine without a display "
+                    "set MUJOCO_GL=egl (or osmesa) before mujoco is first imported"
+                ) from err
+        return self._renderer
+
+    def render_state(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        """``[H, W, 3]`` uint8 of the model at (qpos, qvel)."""
+        self._data.qpos[:] = qpos
+        self._data.qvel[:] = qvel
+        mujoco.mj_forward(self.model, self._data)
+        return self.render_data(self._data)
+
+    def render_data(self, data: mujoco.MjData) -> np.ndarray:
+        renderer = self._get()
+        renderer.update_scene(data, camera=self.config.camera)
+        return renderer.render().copy()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
