@@ -50,7 +50,8 @@ def run_json(cmd: list[str], timeout: float = 600, env: dict[str, str] | None = 
 
 
 def ours(script: str, *args: str) -> list[str]:
-    return [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    """Command running one of our benchmark scripts (as a module, so it can import siblings)."""
+    return [sys.executable, "-m", f"benchmarks.{Path(script).stem}", *args]
 
 
 def alternate(
