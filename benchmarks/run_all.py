@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from benchmarks import c_policy, pendulum_solve, sac_updates
+from benchmarks import (
+    c_policy,
+    env_throughput,
+    mjx_vs_native,
+    pendulum_solve,
+    quadrotor_vs_l2f,
+    sac_updates,
+)
 from benchmarks.common import ROOT, machine
 
-BENCHMARKS = (sac_updates, pendulum_solve, c_policy)
+BENCHMARKS = (
+    sac_updates,
+    pendulum_solve,
+    c_policy,
+    env_throughput,
+    quadrotor_vs_l2f,
+    mjx_vs_native,
+)
 
 
 def main() -> None:

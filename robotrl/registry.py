@@ -73,6 +73,12 @@ def _locomotion(task: str) -> EnvEntry:
     return EnvEntry(load, native)
 
 
+def _quadrotor():
+    from sims.quadrotor import PARAMETER_SETS, Quadrotor, QuadrotorConfig
+
+    return QuadrotorConfig, Quadrotor, PARAMETER_SETS
+
+
 ALGORITHMS: dict[str, AlgoEntry] = {
     "sac": AlgoEntry(_sac),
     "td3": AlgoEntry(_td3),
@@ -83,6 +89,7 @@ ENVS: dict[str, EnvEntry] = {
     "pendulum": EnvEntry(_pendulum),
     "rccar": EnvEntry(_rccar),
     "pusht": EnvEntry(_pusht),
+    "quadrotor": EnvEntry(_quadrotor),
     # MuJoCo locomotion (gymnasium v5 tasks): MJX (functional) or native MuJoCo (host).
     "hopper": _locomotion("hopper"),
     "halfcheetah": _locomotion("halfcheetah"),

@@ -65,6 +65,7 @@ class EnvSpec:
       obs_layout: named slices of the state observation, in order; sizes sum to ``obs.shape[0]``.
       action_layout: named slices of the action vector.
       privileged_obs: the critic-only observation for asymmetric actor-critic, or None.
+      privileged_layout: named slices of ``privileged_obs``.
       extra_obs: other named observation arrays (e.g. ``"pixels"``), present in the obs dict.
       reward_range: (min, max) of one step's reward when known; classification critics derive
         their default value range from it.
@@ -81,6 +82,7 @@ class EnvSpec:
     obs_layout: tuple[Field, ...] = ()
     action_layout: tuple[Field, ...] = ()
     privileged_obs: ArraySpec | None = None
+    privileged_layout: tuple[Field, ...] = ()
     extra_obs: Mapping[str, ArraySpec] = dataclasses.field(default_factory=dict)
     reward_range: tuple[float, float] | None = None
     safe_action: tuple[float, ...] | None = None
@@ -92,6 +94,11 @@ class EnvSpec:
             raise ValueError(f"{self.name}: obs_layout sizes do not sum to obs dim {self.obs_dim}")
         if self.action_layout and sum(f.size for f in self.action_layout) != self.action_dim:
             raise ValueError(f"{self.name}: action_layout sizes do not sum to {self.action_dim}")
+        if self.privileged_layout and (
+            self.privileged_obs is None
+            or sum(f.size for f in self.privileged_layout) != self.critic_obs_dim
+        ):
+            raise ValueError(f"{self.name}: privileged_layout does not match privileged_obs")
 
     @property
     def obs_dim(self) -> int:

@@ -3,7 +3,10 @@
 # gymnasium, RLtools (+ MKL) on Python 3.11, with the CPU build of torch 2.13.0
 # that lies on this machine's disk. Never lets pip fetch a CUDA build of torch.
 #
-# Usage: bash benchmarks/peers/setup_peer_env.sh [--force]
+# Usage: bash benchmarks/peers/setup_peer_env.sh [--force] [--with-l2f]
+#   --with-l2f            also install l2f==2.0.18 (the L2F quadrotor simulator; sdist only, so
+#                         pip compiles it: ~15 min on 2 idle cores, ~55 min on a busy machine;
+#                         pip caches the wheel). Only benchmarks/quadrotor_vs_l2f.py needs it.
 #   env PEER_VENV=/path   venv location (default: <repo root>/.bench-venv)
 #   env TORCH_WHEEL=/path explicit torch-2.13.0+cpu wheel (default: searched in pip's find-links)
 #   env PYTHON311=/path   explicit Python 3.11 interpreter
@@ -22,13 +25,16 @@ VENV="${PEER_VENV:-$ROOT/.bench-venv}"
 REQ="$HERE/requirements-peer.txt"
 STAMP="$VENV/.peer-env-stamp"
 TORCH_VERSION="2.13.0"
+L2F_VERSION="2.0.18"
 SETUP_VERSION="1"   # bump to force a reinstall everywhere
 
 FORCE=0
+WITH_L2F=0
 for a in "$@"; do
   case "$a" in
     --force) FORCE=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --with-l2f) WITH_L2F=1 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "setup_peer_env.sh: unknown argument: $a" >&2; exit 2 ;;
   esac
 done
@@ -38,11 +44,25 @@ log() { echo "[setup_peer_env] $*" >&2; }
 
 want_stamp="setup=$SETUP_VERSION torch=$TORCH_VERSION req=$(sha256sum "$REQ" | cut -d' ' -f1)"
 
+# Optional l2f (not in requirements-peer.txt: it builds from source). Idempotent.
+ensure_l2f() {
+  [[ $WITH_L2F == 1 ]] || return 0
+  local vpy="$VENV/bin/python"
+  if "$vpy" -c "import importlib.metadata as m, sys; sys.exit(m.version('l2f') != '$L2F_VERSION')" 2>/dev/null; then
+    log "l2f $L2F_VERSION already installed"
+    return 0
+  fi
+  log "installing l2f==$L2F_VERSION (compiles its C++ extension: minutes)"
+  "$vpy" -m pip install -q "l2f==$L2F_VERSION" >&2
+  "$vpy" -c "import l2f" || die "l2f does not import in $VENV"
+}
+
 # ---- fast path: already set up -------------------------------------------
 if [[ $FORCE == 0 && -f "$STAMP" && -x "$VENV/bin/python" ]] \
    && [[ "$(cat "$STAMP")" == "$want_stamp" ]] \
    && "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
   log "peer venv already set up (stamp matches); nothing to do"
+  ensure_l2f
   echo "$VENV"
   exit 0
 fi
@@ -135,5 +155,6 @@ print("peer venv OK: " + ", ".join(f"{n} {md.version(n)}" for n in
 EOF
 
 echo "$want_stamp" > "$STAMP"
+ensure_l2f
 log "peer venv ready"
 echo "$VENV"
