@@ -32,28 +32,36 @@ def summarize(returns: np.ndarray, prefix: str = "eval/return") -> dict[str, flo
 
 
 class EvalResult(NamedTuple):
-    """Deterministic-policy episodes: ``returns [S, B]`` and the env's metrics at each episode's
-    last step (``name -> [S, B]``: laps driven, final position error, success...)."""
+    """Deterministic-policy episodes: ``returns [S, B]``, the env's metrics at each episode's
+    last step (``name -> [S, B]``: laps driven, final position error...), and, where the env
+    judges episodes (``env.success(traces, lengths)``), which ones succeeded ``[S, B]``."""
 
     returns: np.ndarray
     metrics: dict[str, np.ndarray]
+    success: np.ndarray | None = None
 
 
 def summarize_eval(result: EvalResult) -> dict[str, float]:
-    """Return statistics plus the mean of every final-step metric, keyed ``eval/...``."""
+    """Return statistics, the mean of every final-step metric and the success rate, keyed
+    ``eval/...``."""
     row = summarize(result.returns)
     for name, values in result.metrics.items():
         row[f"eval/{name}"] = float(np.mean(values))
+    if result.success is not None:
+        row["eval/success_rate"] = float(np.mean(result.success))
     return row
 
 
 def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int):
-    """``evaluate(algo_state, key, obs_stats=None) -> (returns [B], lengths [B], metrics)``.
+    """``evaluate(algo_state, key, obs_stats=None) -> (returns [B], lengths [B], metrics,
+    traces)``.
 
     ``eval_env`` is a batched env without auto-reset (``make_eval_env``); each env plays one
-    episode of at most ``episode_length`` steps; rewards after its end are ignored, and
-    ``metrics`` (``name -> [B]``) are the env's metrics at each episode's last step. With
-    observation normalisation, ``obs_stats`` are the training run's (frozen) statistics.
+    episode of at most ``episode_length`` steps; rewards after its end are ignored.
+    ``metrics`` (``name -> [B]``) are the env's metrics at each episode's last step, ``traces``
+    (``name -> [T, B]``) the same metrics at every step (held at their last value after an
+    episode ends). With observation normalisation, ``obs_stats`` are the training run's
+    (frozen) statistics.
     """
 
     def evaluate(algo_state: Any, key: PRNGKey, obs_stats: Any = None):
@@ -76,7 +84,7 @@ def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int):
             length = length + alive.astype(jnp.int32)
             last = jax.tree.map(lambda new, old: jnp.where(alive, new, old), state.metrics, last)
             alive = jnp.logical_and(alive, jnp.logical_not(state.done))
-            return (state, carry, ret, length, alive, last, key), None
+            return (state, carry, ret, length, alive, last, key), last
 
         init = (
             state,
@@ -87,8 +95,10 @@ def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int):
             state.metrics,
             key,
         )
-        (_, _, ret, length, _, last, _), _ = jax.lax.scan(body, init, None, length=episode_length)
-        return ret, length, last
+        (_, _, ret, length, _, last, _), traces = jax.lax.scan(
+            body, init, None, length=episode_length
+        )
+        return ret, length, last, traces
 
     return evaluate
 

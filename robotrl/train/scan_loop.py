@@ -301,10 +301,21 @@ class ScanSession:
             )
         else:
             keys = jax.random.split(jax.random.PRNGKey(seed), self.num_seeds)
-        returns, _, metrics = jax.device_get(
+        returns, lengths, metrics, traces = jax.device_get(
             self._evaluate(self.state.algo, keys, self.obs_stats())
         )
-        return EvalResult(np.asarray(returns), {k: np.asarray(v) for k, v in metrics.items()})
+        judge = getattr(self.eval_env.unwrapped, "success", None)
+        success = None
+        if judge is not None:  # per seed: traces [S, T, B] -> [T, B]
+            success = np.stack(
+                [
+                    judge({k: v[i] for k, v in traces.items()}, lengths[i])
+                    for i in range(len(lengths))
+                ]
+            )
+        return EvalResult(
+            np.asarray(returns), {k: np.asarray(v) for k, v in metrics.items()}, success
+        )
 
     def obs_stats(self) -> Any:
         """The running observation statistics ``[S, ...]`` when the env normalises, else None."""

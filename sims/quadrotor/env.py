@@ -88,6 +88,8 @@ class QuadrotorConfig:
     init_angular_velocity: float = 1.0  # rad/s, uniform +- per axis
     init_rpm: tuple[float, float] = (0.0, 0.0)  # normalised [-1, 1] range of initial rotor speeds
     termination_position: float = 0.6  # m, episode ends when any |position error| exceeds it
+    success_window: float = 2.0  # s, an episode succeeds when it is never terminated and the
+    success_tolerance: float = 0.05  # m, position error stays below this over its last window
     # Tasks
     waypoint_range: float = 0.5  # m, targets uniform in +- this cube
     waypoint_interval: int = 125  # steps between new targets (0: one target per episode)
@@ -334,6 +336,15 @@ class Quadrotor:
         )
 
     # --------------------------------------------------------------------------------- step
+    def success(self, traces: dict[str, np.ndarray], lengths: np.ndarray) -> np.ndarray:
+        """Flying: the full episode, with the position error below ``success_tolerance`` over
+        its last ``success_window`` seconds. ``traces``: metrics ``[T, B]``; ``lengths [B]``."""
+        c = self.config
+        window = max(1, round(c.success_window / c.ctrl_dt))
+        error = np.asarray(traces["position_error"])
+        full = np.asarray(lengths) >= error.shape[0]  # never terminated
+        return full & (error[-window:].max(axis=0) < c.success_tolerance)
+
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         c, p, ph = self.config, state.params, state.physics
         a = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)  # strong float32: no retrace
