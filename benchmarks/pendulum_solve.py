@@ -23,7 +23,7 @@ def main(rounds: int = 3, many: int = 8) -> dict:
     def robotrl(seeds: int, cold: bool, *extra: str) -> dict:
         cache = tempfile.mkdtemp(prefix="robotrl-cold-") if cold else warm_cache
         return run_json(
-            ours("robotrl_pendulum_solve.py", "--seeds", str(seeds), *extra),
+            ours("robotrl_time_to_solve.py", "--seeds", str(seeds), *extra),
             env={"JAX_COMPILATION_CACHE_DIR": cache},
         )
 

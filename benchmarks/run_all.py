@@ -7,6 +7,7 @@ from benchmarks import (
     env_throughput,
     mjx_vs_native,
     pendulum_solve,
+    ppo_vs_playground,
     quadrotor_vs_l2f,
     sac_updates,
 )
@@ -19,6 +20,7 @@ BENCHMARKS = (
     env_throughput,
     quadrotor_vs_l2f,
     mjx_vs_native,
+    ppo_vs_playground,
 )
 
 
@@ -32,7 +34,8 @@ def main() -> None:
         f"- load at start (1/5/15 min): {m['load_at_start']}",
         f"- robotrl side: Python {m['python']}, "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
-        "- peers: their own venv (`benchmarks/peers/setup_peer_env.sh`, Python 3.11, CPU torch)",
+        "- peers: their own venvs (`benchmarks/peers/setup_peer_env.sh`, Python 3.11, CPU torch; "
+        "`setup_playground_env.sh`, Python 3.12, jax 0.9.2 + brax)",
         "- protocol: `shared/design/BENCHMARKS.md` (alternating runs, medians of ratios)",
         "",
     ]

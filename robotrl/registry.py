@@ -95,6 +95,8 @@ ENVS: dict[str, EnvEntry] = {
     "halfcheetah": _locomotion("halfcheetah"),
     "walker2d": _locomotion("walker2d"),
     "ant": _locomotion("ant"),
+    # dm_control's Cartpole Balance on MuJoCo (Playground's CartpoleBalance), same two backends.
+    "cartpole_balance": _locomotion("cartpole_balance"),
 }
 
 HOST_PREFIXES = ("gym/", "dmc/")

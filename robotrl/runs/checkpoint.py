@@ -33,7 +33,9 @@ class CheckpointStore:
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"no checkpoints in {self.directory}")
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=not read_only, read_only=read_only,
+            max_to_keep=keep,
+            create=not read_only,
+            read_only=read_only,
             enable_async_checkpointing=False,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)

@@ -57,8 +57,7 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A markdown table (readable in a terminal too)."""
-    columns = list(columns or ("run", "algo", "env", "seed", "steps", "status",
-                               "eval/return_mean"))
+    columns = list(columns or ("run", "algo", "env", "seed", "steps", "status", "eval/return_mean"))
 
     def cell(v: Any) -> str:
         return f"{v:.2f}" if isinstance(v, float) else str(v)
@@ -86,16 +85,22 @@ def compare_runs(
     table_rows = []
     for name, members in groups.items():
         values = np.array([m[metric] for m in members], np.float64)
-        table_rows.append({"group": name, "runs": len(members), metric: float(np.nanmean(values))
-                           if np.isfinite(values).any() else math.nan,
-                           "std": float(np.nanstd(values)) if len(values) > 1 else 0.0})
+        table_rows.append(
+            {
+                "group": name,
+                "runs": len(members),
+                metric: float(np.nanmean(values)) if np.isfinite(values).any() else math.nan,
+                "std": float(np.nanstd(values)) if len(values) > 1 else 0.0,
+            }
+        )
     columns = ["group", "runs", metric, "std"]
     table = format_table(table_rows, columns)
     out_dir = Path(out) if out else Path(".")
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
-        "plot": learning_curve({r["run"]: r["rows"] for r in runs}, out_dir / "compare.png",
-                               metrics=(metric,)),
+        "plot": learning_curve(
+            {r["run"]: r["rows"] for r in runs}, out_dir / "compare.png", metrics=(metric,)
+        ),
         "markdown": out_dir / "compare.md",
         "csv": out_dir / "compare.csv",
     }

@@ -1,12 +1,12 @@
 """The run directory: what a run is, what it measured, and how to pick it up again.
 
-    runs/<preset>-<timestamp>/
-      config.yaml       resolved config (every field, defaults included)
-      metadata.json     git revision, package versions, host, seed, command line, start time
-      metrics.csv       one row per logged env step; keys train/, eval/, timing/
-      tb/               TensorBoard events of the same rows
-      checkpoints/      orbax checkpoints of the full training state
-      learning_curve.png
+runs/<preset>-<timestamp>/
+  config.yaml       resolved config (every field, defaults included)
+  metadata.json     git revision, package versions, host, seed, command line, start time
+  metrics.csv       one row per logged env step; keys train/, eval/, timing/
+  tb/               TensorBoard events of the same rows
+  checkpoints/      orbax checkpoints of the full training state
+  learning_curve.png
 """
 
 from __future__ import annotations
@@ -30,8 +30,18 @@ import yaml
 CONFIG_FILE = "config.yaml"
 METADATA_FILE = "metadata.json"
 METRICS_FILE = "metrics.csv"
-PACKAGES = ("robotrl", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "mujoco",
-            "gymnasium", "dm-control")
+PACKAGES = (
+    "robotrl",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "numpy",
+    "mujoco",
+    "gymnasium",
+    "dm-control",
+)
 
 
 class RunDirError(RuntimeError):

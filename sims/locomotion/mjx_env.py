@@ -24,15 +24,6 @@ from robotrl.types import EnvSpec, PRNGKey
 from sims.locomotion import model as model_lib
 from sims.locomotion.tasks import LocomotionConfig, LocomotionTask, resolve_task
 
-METRIC_KEYS = (
-    "reward_forward",
-    "reward_survive",
-    "reward_ctrl",
-    "reward_contact",
-    "x_velocity",
-    "x_position",
-)
-
 
 class MJXLocomotion:
     """One locomotion task on MJX; ``reset``/``step`` are unbatched and pure.
@@ -52,6 +43,9 @@ class MJXLocomotion:
             self.mj_model.opt.iterations = self.config.solver_iterations
         if self.config.ls_iterations is not None:
             self.mj_model.opt.ls_iterations = self.config.ls_iterations
+        # dm_control's XMLs enable energy bookkeeping, which MJX lacks; it changes no dynamics.
+        energy = int(model_lib.mujoco.mjtEnableBit.mjENBL_ENERGY)
+        self.mj_model.opt.enableflags &= ~energy
         self.model = mjx.put_model(self.mj_model)
         # Host copy: reset turns it into uncommitted arrays, like every jit output, so states
         # from a jitted reset, an eager reset_to and step all hit one compiled step (a jit cache
@@ -122,7 +116,7 @@ class MJXLocomotion:
             physics=data,
             params=params,
             key=key,
-            metrics={k: zero for k in METRIC_KEYS},
+            metrics={k: zero for k in self.task.metric_keys},
             info={},
         )
 
@@ -143,7 +137,17 @@ class MJXLocomotion:
                 cfrc_ext = data._impl.cfrc_ext  # MJX 3.17 keeps it on the JAX implementation
         pos_after = self.task.position(data.qpos, data.xpos, jnp)
         healthy = self.task.is_healthy(data.qpos, data.qvel, jnp)
-        terms = self.task.reward(pos_before, pos_after, action, healthy, self.dt, cfrc_ext, jnp)
+        terms = self.task.reward(
+            pos_before,
+            pos_after,
+            action,
+            healthy,
+            self.dt,
+            cfrc_ext,
+            jnp,
+            qpos=data.qpos,
+            qvel=data.qvel,
+        )
         obs = self.task.observation(data.qpos, data.qvel, cfrc_ext, jnp)
         return state.replace(
             obs=obs.astype(jnp.float32),
@@ -151,13 +155,15 @@ class MJXLocomotion:
             terminated=self.task.terminated(healthy, jnp),
             truncated=jnp.zeros((), bool),  # time limits are EpisodeLimit's job
             physics=data,
-            metrics={k: terms[k].astype(jnp.float32) for k in METRIC_KEYS},
+            metrics={k: terms[k].astype(jnp.float32) for k in self.task.metric_keys},
         )
 
     def render(self, state: EnvState) -> np.ndarray:
         """``[H, W, 3]`` uint8 of one unbatched state, from the XML's tracking camera."""
         if self._renderer is None:
-            self._renderer = model_lib.FrameRenderer(self.mj_model, self.config)
+            self._renderer = model_lib.FrameRenderer(
+                self.mj_model, self.config, self.config.camera or self.task.camera
+            )
         qpos = np.asarray(state.physics.qpos, np.float64)
         qvel = np.asarray(state.physics.qvel, np.float64)
         if qpos.ndim != 1:
@@ -170,9 +176,10 @@ class MJXLocomotion:
 
     @staticmethod
     def _noise(key: PRNGKey, noise, size: int) -> jax.Array:
+        scale = jnp.asarray(noise.scale, jnp.float32)
         if noise.kind == "uniform":
-            return jax.random.uniform(key, (size,), jnp.float32, -noise.scale, noise.scale)
-        return noise.scale * jax.random.normal(key, (size,), jnp.float32)
+            return jax.random.uniform(key, (size,), jnp.float32, -scale, scale)
+        return scale * jax.random.normal(key, (size,), jnp.float32)
 
 
 def _mjx_numpy_rules():

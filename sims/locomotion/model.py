@@ -34,14 +34,21 @@ import mujoco
 PARAM_NAMES = ("body_mass", "geom_friction", "actuator_gear", "dof_damping")
 
 
-def asset_path(xml: str) -> Path:
-    """Path of a model XML shipped inside the installed gymnasium (never copied here)."""
-    spec = importlib.util.find_spec("gymnasium")
+_INSTALL_HINTS = {
+    "gymnasium": "pip install 'gymnasium[mujoco]'",
+    "dm_control": "pip install 'robotrl[dmc]'",
+}
+
+
+def asset_path(xml: str, package: str = "gymnasium", folder: str = "envs/mujoco/assets") -> Path:
+    """Path of a model XML shipped inside an installed package (never copied here)."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("gymnasium is not installed: pip install 'gymnasium[mujoco]'")
-    path = Path(spec.submodule_search_locations[0]) / "envs" / "mujoco" / "assets" / xml
+        hint = _INSTALL_HINTS.get(package, f"pip install {package}")
+        raise ImportError(f"{package} is not installed (its model XML is needed): {hint}")
+    path = Path(spec.submodule_search_locations[0]) / folder / xml
     if not path.is_file():
-        raise FileNotFoundError(f"{xml} not found in the installed gymnasium ({path})")
+        raise FileNotFoundError(f"{xml} not found in the installed {package} ({path})")
     return path
 
 
@@ -60,7 +67,7 @@ def load_model(task: LocomotionTask) -> mujoco.MjModel:
     previous = mujoco.get_mju_user_warning()
     mujoco.set_mju_user_warning(_warn)
     try:
-        return mujoco.MjModel.from_xml_path(str(asset_path(task.xml)))
+        return mujoco.MjModel.from_xml_path(str(asset_path(task.xml, *task.assets)))
     finally:
         mujoco.set_mju_user_warning(previous)
 
@@ -134,83 +141,22 @@ def set_model_fields(model: mujoco.MjModel, fields: dict[str, np.ndarray]) -> No
         getattr(model, name)[...] = value
 
 
-_JOINT_UNITS = {
-    int(mujoco.mjtJoint.mjJNT_SLIDE): ("m", "m/s"),
-    int(mujoco.mjtJoint.mjJNT_HINGE): ("rad", "rad/s"),
-}
-
-
-def _state_fields(model: mujoco.MjModel) -> tuple[list[Field], list[Field]]:
-    """One qpos Field and one qvel Field per joint (a free joint splits in parts)."""
-    qpos, qvel = [], []
-    for j in range(model.njnt):
-        name = model.joint(j).name or f"joint{j}"
-        kind = int(model.jnt_type[j])
-        if kind == int(mujoco.mjtJoint.mjJNT_FREE):
-            qpos += [
-                Field(f"{name}_pos", 3, "m", "world", "free-joint position x, y, z"),
-                Field(f"{name}_quat", 4, "", "world", "orientation quaternion w, x, y, z"),
-            ]
-            qvel += [
-                Field(f"{name}_linvel", 3, "m/s", "world", "linear velocity"),
-                Field(f"{name}_angvel", 3, "rad/s", "body", "angular velocity"),
-            ]
-        elif kind in _JOINT_UNITS:
-            pos_units, vel_units = _JOINT_UNITS[kind]
-            qpos.append(Field(f"{name}_pos", 1, pos_units, "joint", f"{name} position"))
-            qvel.append(Field(f"{name}_vel", 1, vel_units, "joint", f"{name} velocity"))
-        else:
-            raise ValueError(f"joint {name}: ball joints are not used by these tasks")
-    return qpos, qvel
-
-
-def _drop_leading(fields: list[Field], count: int) -> list[Field]:
-    """Removes ``count`` leading entries (x, and y for Ant) from a list of qpos Fields."""
-    out = []
-    for f in fields:
-        drop = min(count, f.size)
-        count -= drop
-        if f.size > drop:
-            if drop and f.size == 3:  # free joint position: keep z
-                f = Field(f.name.replace("_pos", "_z"), f.size - drop, f.units, f.frame, "height")
-            out.append(f)
-    return out
-
-
-def obs_layout(task: LocomotionTask, model: mujoco.MjModel) -> tuple[Field, ...]:
-    qpos, qvel = _state_fields(model)
-    qpos = _drop_leading(qpos, task.skipped_qpos)
-    if task.clip_qvel is not None:
-        note = f" (clipped to +-{task.clip_qvel:g})"
-        qvel = [Field(f.name, f.size, f.units, f.frame, f.description + note) for f in qvel]
-    layout = qpos + qvel
-    if task.include_cfrc_ext:
-        low, high = task.contact_force_range
-        layout.append(
-            Field(
-                "cfrc_ext",
-                (model.nbody - 1) * 6,
-                "N m, N",
-                "com",
-                f"external (contact) wrench [torque, force] on each non-world body, "
-                f"clipped to [{low:g}, {high:g}]",
-            )
-        )
-    return tuple(layout)
-
-
 def action_layout(model: mujoco.MjModel) -> tuple[Field, ...]:
     out = []
     for a in range(model.nu):
-        joint = model.joint(int(model.actuator_trnid[a, 0])).name
+        j = int(model.actuator_trnid[a, 0])
+        joint = model.joint(j).name
         gear = float(model.actuator_gear[a, 0])
+        slide = int(model.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_SLIDE)
+        effort = "force" if slide else "torque"
+        units = "N" if slide else "N m"
         out.append(
             Field(
                 model.actuator(a).name or joint,
                 1,
                 "",
                 "joint",
-                f"motor on {joint}: torque = {gear:g} N m x action",
+                f"motor on {joint}: {effort} = {gear:g} {units} x action",
             )
         )
     return tuple(out)
@@ -218,7 +164,7 @@ def action_layout(model: mujoco.MjModel) -> tuple[Field, ...]:
 
 def make_spec(task: LocomotionTask, model: mujoco.MjModel, config: LocomotionConfig) -> EnvSpec:
     """The EnvSpec both backends report (reward_range None: forward speed has no bound)."""
-    layout = obs_layout(task, model)
+    layout = task.obs_layout(model)
     low, high = model.actuator_ctrlrange.T
     return EnvSpec(
         name=task.name,
@@ -235,8 +181,8 @@ def make_spec(task: LocomotionTask, model: mujoco.MjModel, config: LocomotionCon
 class FrameRenderer:
     """Draws a (model, data) pair through ``mujoco.Renderer`` from a camera of the XML."""
 
-    def __init__(self, model: mujoco.MjModel, config: LocomotionConfig):
-        self.model, self.config = model, config
+    def __init__(self, model: mujoco.MjModel, config: LocomotionConfig, camera: str):
+        self.model, self.config, self.camera = model, config, camera
         self._renderer: mujoco.Renderer | None = None
         self._data = mujoco.MjData(model)
 
@@ -261,7 +207,7 @@ class FrameRenderer:
 
     def render_data(self, data: mujoco.MjData) -> np.ndarray:
         renderer = self._get()
-        renderer.update_scene(data, camera=self.config.camera)
+        renderer.update_scene(data, camera=self.camera)
         return renderer.render().copy()
 
     def close(self) -> None:

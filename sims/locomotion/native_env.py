@@ -165,7 +165,9 @@ class NativeLocomotionEnv:
         cfrc = self._cfrc if task.uses_cfrc_ext else None
         self._pos = task.position(self._qpos, self._xpos)
         healthy = task.is_healthy(self._qpos, self._qvel)
-        terms = task.reward(pos_before, self._pos, action, healthy, self.dt, cfrc)
+        terms = task.reward(
+            pos_before, self._pos, action, healthy, self.dt, cfrc, qpos=self._qpos, qvel=self._qvel
+        )
         terminated = np.asarray(task.terminated(healthy), bool)
         obs = task.observation(self._qpos, self._qvel, cfrc).astype(np.float32)
         self._steps += 1
@@ -187,7 +189,9 @@ class NativeLocomotionEnv:
     def render(self, index: int = 0) -> np.ndarray:
         """``[H, W, 3]`` uint8 of env ``index`` from the XML's tracking camera."""
         if self._renderer is None:
-            self._renderer = model_lib.FrameRenderer(self.base_model, self.config)
+            self._renderer = model_lib.FrameRenderer(
+                self.base_model, self.config, self.config.camera or self.task.camera
+            )
         return self._renderer.render_data(self.datas[index])
 
     def close(self) -> None:
@@ -256,9 +260,10 @@ class NativeLocomotionEnv:
 
 def _draw(rng: np.random.Generator, noise, size: int) -> np.ndarray:
     """gymnasium's draws: ``uniform(low=-s, high=s, size)`` or ``s * standard_normal(size)``."""
+    scale = np.asarray(noise.scale, np.float64)
     if noise.kind == "uniform":
-        return rng.uniform(low=-noise.scale, high=noise.scale, size=size)
-    return noise.scale * rng.standard_normal(size)
+        return rng.uniform(low=-scale, high=scale, size=size)
+    return scale * rng.standard_normal(size)
 
 
 def make_native_env(

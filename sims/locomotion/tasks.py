@@ -32,7 +32,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import mujoco
 import numpy as np
+
+from robotrl.types import Field
 
 HEALTH_KINDS = ("none", "hopper", "walker", "ant")
 
@@ -54,7 +57,7 @@ class LocomotionConfig:
     ls_iterations: int | None = 8
     render_height: int = 240  # px
     render_width: int = 320  # px
-    camera: str = "track"  # camera of the XML used by render (every task's XML has "track")
+    camera: str | None = None  # camera of the XML used by render; None: the task's own
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,7 +66,7 @@ class Noise:
     ``scale * N(0, 1)``."""
 
     kind: str  # "uniform" | "normal"
-    scale: float
+    scale: float | tuple[float, ...]  # one for every entry, or one per entry
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -90,6 +93,16 @@ class LocomotionTask:
     terminate_when_unhealthy: bool = True
     qpos_noise: Noise
     qvel_noise: Noise
+    assets: tuple[str, str] = ("gymnasium", "envs/mujoco/assets")  # package, folder of the XML
+    camera: str = "track"  # the XML's camera render uses by default
+    metric_keys: tuple[str, ...] = (  # reward terms every step reports as metrics
+        "reward_forward",
+        "reward_survive",
+        "reward_ctrl",
+        "reward_contact",
+        "x_velocity",
+        "x_position",
+    )
 
     def __post_init__(self) -> None:
         if self.health not in HEALTH_KINDS:
@@ -157,6 +170,9 @@ class LocomotionTask:
         dt: float,
         cfrc_ext: Any = None,
         xp: Any = np,
+        *,
+        qpos: Any = None,
+        qvel: Any = None,
     ) -> dict[str, Any]:
         """Reward terms of one control step (every value ``[...]``), summed as gymnasium sums.
 
@@ -166,6 +182,8 @@ class LocomotionTask:
           healthy: ``is_healthy`` after the step ``[...]``.
           dt: control period, s.
           cfrc_ext: ``[..., nbody, 6]`` after the step (Ant), else None.
+          qpos, qvel: the state after the step (unused here; tasks whose reward reads the
+            state, like ``cartpole``'s, take them from the same call).
         """
         velocity = (pos_after - pos_before) / dt
         x_velocity = velocity[..., 0]
@@ -197,6 +215,96 @@ class LocomotionTask:
         """
         return init_qpos + qpos_noise, init_qvel + qvel_noise
 
+    def obs_layout(self, model: Any) -> tuple[Field, ...]:
+        """One Field per observation block (joint positions and velocities, Ant's forces) of
+        the compiled ``model``."""
+        return _obs_layout(self, model)
+
+    def with_config(self, config: LocomotionConfig) -> LocomotionTask:
+        """This task with the config's overrides (weights, noise scale, termination)."""
+        changes: dict[str, Any] = {"terminate_when_unhealthy": config.terminate_when_unhealthy}
+        for name in (
+            "forward_reward_weight",
+            "ctrl_cost_weight",
+            "healthy_reward",
+            "contact_cost_weight",
+        ):
+            value = getattr(config, name)
+            if value is not None:
+                changes[name] = float(value)
+        if config.reset_noise_scale is not None:
+            scale = float(config.reset_noise_scale)
+            changes["qpos_noise"] = dataclasses.replace(self.qpos_noise, scale=scale)
+            changes["qvel_noise"] = dataclasses.replace(self.qvel_noise, scale=scale)
+        if config.episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1, got {config.episode_length}")
+        return dataclasses.replace(self, **changes)
+
+
+_JOINT_UNITS = {
+    int(mujoco.mjtJoint.mjJNT_SLIDE): ("m", "m/s"),
+    int(mujoco.mjtJoint.mjJNT_HINGE): ("rad", "rad/s"),
+}
+
+
+def _state_fields(model: Any) -> tuple[list[Field], list[Field]]:
+    """One qpos Field and one qvel Field per joint (a free joint splits in parts)."""
+    qpos, qvel = [], []
+    for j in range(model.njnt):
+        name = model.joint(j).name or f"joint{j}"
+        kind = int(model.jnt_type[j])
+        if kind == int(mujoco.mjtJoint.mjJNT_FREE):
+            qpos += [
+                Field(f"{name}_pos", 3, "m", "world", "free-joint position x, y, z"),
+                Field(f"{name}_quat", 4, "", "world", "orientation quaternion w, x, y, z"),
+            ]
+            qvel += [
+                Field(f"{name}_linvel", 3, "m/s", "world", "linear velocity"),
+                Field(f"{name}_angvel", 3, "rad/s", "body", "angular velocity"),
+            ]
+        elif kind in _JOINT_UNITS:
+            pos_units, vel_units = _JOINT_UNITS[kind]
+            qpos.append(Field(f"{name}_pos", 1, pos_units, "joint", f"{name} position"))
+            qvel.append(Field(f"{name}_vel", 1, vel_units, "joint", f"{name} velocity"))
+        else:
+            raise ValueError(f"joint {name}: ball joints are not used by these tasks")
+    return qpos, qvel
+
+
+def _drop_leading(fields: list[Field], count: int) -> list[Field]:
+    """Removes ``count`` leading entries (x, and y for Ant) from a list of qpos Fields."""
+    out = []
+    for f in fields:
+        drop = min(count, f.size)
+        count -= drop
+        if f.size > drop:
+            if drop and f.size == 3:  # free joint position: keep z
+                f = Field(f.name.replace("_pos", "_z"), f.size - drop, f.units, f.frame, "height")
+            out.append(f)
+    return out
+
+
+def _obs_layout(task: LocomotionTask, model: Any) -> tuple[Field, ...]:
+    qpos, qvel = _state_fields(model)
+    qpos = _drop_leading(qpos, task.skipped_qpos)
+    if task.clip_qvel is not None:
+        note = f" (clipped to +-{task.clip_qvel:g})"
+        qvel = [Field(f.name, f.size, f.units, f.frame, f.description + note) for f in qvel]
+    layout = qpos + qvel
+    if task.include_cfrc_ext:
+        low, high = task.contact_force_range
+        layout.append(
+            Field(
+                "cfrc_ext",
+                (model.nbody - 1) * 6,
+                "N m, N",
+                "com",
+                f"external (contact) wrench [torque, force] on each non-world body, "
+                f"clipped to [{low:g}, {high:g}]",
+            )
+        )
+    return tuple(layout)
+
 
 def _planar_hopper_like(**kwargs: Any) -> dict[str, Any]:
     return dict(
@@ -214,7 +322,7 @@ def _planar_hopper_like(**kwargs: Any) -> dict[str, Any]:
     )
 
 
-TASKS: dict[str, LocomotionTask] = {
+TASKS: dict[str, LocomotionTask | CartpoleTask] = {
     "hopper": LocomotionTask(
         name="hopper",
         gym_id="Hopper-v5",
@@ -275,26 +383,130 @@ TASKS: dict[str, LocomotionTask] = {
 }
 
 
-def resolve_task(task: str | LocomotionTask, config: LocomotionConfig) -> LocomotionTask:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CartpoleTask:
+    """dm_control's Cartpole Balance (smooth reward), the task MuJoCo Playground calls
+    ``CartpoleBalance``, on dm_control's own ``suite/cartpole.xml``.
+
+    Observation ``[cart x (m), cos, sin of the pole angle, cart velocity (m/s), pole angular
+    velocity (rad/s)]``. Reward in [0, 1] after each step, dm_control's product
+
+        upright * centered * small_control * small_velocity
+        upright        = (cos(angle) + 1) / 2
+        centered       = (1 + tolerance(cart x, margin 2 m)) / 2
+        small_control  = (4 + quadratic tolerance(action, margin 1)) / 5
+        small_velocity = (1 + tolerance(pole angular velocity, margin 5 rad/s)) / 2
+
+    (``tolerance``: dm_control's Gaussian sigmoid, 1 at 0 and 0.1 at the margin). No
+    termination; 1000 steps of 10 ms. Reset: cart x ~ U(-0.1, 0.1) m, pole ~ U(-0.034, 0.034)
+    rad, velocities ~ 0.01 N(0, 1), as dm_control's ``Balance(swing_up=False)``.
+    """
+
+    name: str = "cartpole_balance"
+    gym_id: str = "dm_control cartpole-balance"
+    xml: str = "cartpole.xml"
+    assets: tuple[str, str] = ("dm_control", "suite")
+    camera: str = "fixed"
+    frame_skip: int = 1
+    qpos_noise: Noise = Noise(kind="uniform", scale=(0.1, 0.034))
+    qvel_noise: Noise = Noise(kind="normal", scale=0.01)
+    metric_keys: tuple[str, ...] = ("upright", "centered", "small_control", "small_velocity")
+    uses_cfrc_ext: bool = False
+    include_cfrc_ext: bool = False
+    main_body: int | None = None
+
+    def observation(self, qpos: Any, qvel: Any, cfrc_ext: Any = None, xp: Any = np) -> Any:
+        angle = qpos[..., 1:2]
+        return xp.concatenate([qpos[..., :1], xp.cos(angle), xp.sin(angle), qvel], axis=-1)
+
+    def position(self, qpos: Any, xpos: Any, xp: Any = np) -> Any:
+        return xp.zeros((*qpos.shape[:-1], 2), qpos.dtype)
+
+    def is_healthy(self, qpos: Any, qvel: Any, xp: Any = np) -> Any:
+        return xp.ones(qpos.shape[:-1], bool)
+
+    def terminated(self, healthy: Any, xp: Any = np) -> Any:
+        return xp.zeros_like(healthy)
+
+    def reward(
+        self,
+        pos_before: Any,
+        pos_after: Any,
+        action: Any,
+        healthy: Any,
+        dt: float,
+        cfrc_ext: Any = None,
+        xp: Any = np,
+        *,
+        qpos: Any = None,
+        qvel: Any = None,
+    ) -> dict[str, Any]:
+        """dm_control's smooth balance reward of the state after the step (``qpos``, ``qvel``)
+        and the applied action."""
+        upright = (xp.cos(qpos[..., 1]) + 1.0) / 2.0
+        centered = (1.0 + _gaussian_tolerance(qpos[..., 0], 2.0, xp)) / 2.0
+        control = action[..., 0]
+        small_control = (4.0 + xp.where(xp.abs(control) < 1.0, 1.0 - control**2, 0.0)) / 5.0
+        small_velocity = (1.0 + _gaussian_tolerance(qvel[..., 1], 5.0, xp)) / 2.0
+        return {
+            "reward": upright * small_control * small_velocity * centered,
+            "upright": upright,
+            "centered": centered,
+            "small_control": small_control,
+            "small_velocity": small_velocity,
+        }
+
+    def initial_state(
+        self, init_qpos: Any, init_qvel: Any, qpos_noise: Any, qvel_noise: Any
+    ) -> tuple[Any, Any]:
+        return init_qpos + qpos_noise, init_qvel + qvel_noise
+
+    def obs_layout(self, model: Any) -> tuple[Field, ...]:
+        return (
+            Field("cart_position", 1, "m", "world", "cart x along the rail"),
+            Field("pole_cos", 1, "", "joint", "cosine of the pole angle (1 upright)"),
+            Field("pole_sin", 1, "", "joint", "sine of the pole angle"),
+            Field("cart_velocity", 1, "m/s", "world", "cart x velocity"),
+            Field("pole_angular_velocity", 1, "rad/s", "joint", "pole angular velocity"),
+        )
+
+    def with_config(self, config: LocomotionConfig) -> CartpoleTask:
+        unused = [
+            name
+            for name in (
+                "forward_reward_weight",
+                "ctrl_cost_weight",
+                "healthy_reward",
+                "contact_cost_weight",
+                "reset_noise_scale",
+            )
+            if getattr(config, name) is not None
+        ]
+        if unused:
+            raise ValueError(f"{self.name} has no setting {unused[0]} (its reward is fixed)")
+        if config.episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1, got {config.episode_length}")
+        return self
+
+
+_TOLERANCE_SCALE = float(np.sqrt(-2.0 * np.log(0.1)))  # Gaussian sigmoid: 0.1 at the margin
+
+
+def _gaussian_tolerance(x: Any, margin: float, xp: Any) -> Any:
+    """dm_control's ``rewards.tolerance(x, bounds=(0, 0), margin)`` (Gaussian sigmoid)."""
+    d = x / margin * _TOLERANCE_SCALE
+    return xp.exp(-0.5 * d * d)
+
+
+TASKS["cartpole_balance"] = CartpoleTask()
+
+
+def resolve_task(
+    task: str | LocomotionTask | CartpoleTask, config: LocomotionConfig
+) -> LocomotionTask | CartpoleTask:
     """The task with the config's overrides (weights, noise scale, termination) applied."""
     if isinstance(task, str):
         if task not in TASKS:
-            raise ValueError(f"unknown locomotion task {task!r}; choose from {sorted(TASKS)}")
+            raise ValueError(f"unknown MuJoCo task {task!r}; choose from {sorted(TASKS)}")
         task = TASKS[task]
-    changes: dict[str, Any] = {"terminate_when_unhealthy": config.terminate_when_unhealthy}
-    for name in (
-        "forward_reward_weight",
-        "ctrl_cost_weight",
-        "healthy_reward",
-        "contact_cost_weight",
-    ):
-        value = getattr(config, name)
-        if value is not None:
-            changes[name] = float(value)
-    if config.reset_noise_scale is not None:
-        scale = float(config.reset_noise_scale)
-        changes["qpos_noise"] = dataclasses.replace(task.qpos_noise, scale=scale)
-        changes["qvel_noise"] = dataclasses.replace(task.qvel_noise, scale=scale)
-    if config.episode_length < 1:
-        raise ValueError(f"episode_length must be >= 1, got {config.episode_length}")
-    return dataclasses.replace(task, **changes)
+    return task.with_config(config)

@@ -1,9 +1,11 @@
-"""robotrl's side of the time-to-solve benchmark; prints one JSON line.
+"""robotrl's side of the time-to-solve benchmarks; prints one JSON line.
 
-Trains a preset (default ``configs/sac_pendulum.yaml``: SAC, 64x64, batch 128) on the JAX
-pendulum (gymnasium Pendulum-v1's dynamics, tested step for step) with ``--seeds`` seeds vmapped
-in one program, evaluates every ``--eval-every`` env steps (10 deterministic episodes per seed)
-and records when each seed first has a mean eval return above ``--threshold``. Stops when every
+Trains a preset (default ``configs/sac_pendulum.yaml``: SAC, 64x64, batch 128, on the JAX
+pendulum, gymnasium Pendulum-v1's dynamics tested step for step; ``benchmarks/ppo_vs_playground``
+passes ``configs/ppo_cartpole_balance.yaml``) with ``--seeds`` seeds vmapped in one program
+(JAX envs), evaluates every ``--eval-every`` env steps (``--eval-episodes`` deterministic
+episodes per seed) and records when each seed first has a mean eval return above
+``--threshold``. Stops when every
 seed has solved or at ``--max-steps``. Times include JAX compilation; ``total_wall_s`` counts
 from process start (imports included), as a user waits for it.
 """
@@ -32,6 +34,8 @@ def main() -> None:
         action="store_true",
         help="train exactly --max-steps (for 1-vs-N-seed timing), no early stop",
     )
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--benchmark", default="pendulum_solve", help="name in the JSON line")
     p.add_argument("--set", action="append", default=[])
     args = p.parse_args()
 
@@ -49,7 +53,7 @@ def main() -> None:
             f"seed={args.seed}",
             f"train.num_seeds={args.seeds}",
             f"train.log_every={args.eval_every}",
-            "train.eval_episodes=10",
+            f"train.eval_episodes={args.eval_episodes}",
             f"train.total_steps={args.max_steps}",
             *args.set,
         ],
@@ -76,7 +80,7 @@ def main() -> None:
         json.dumps(
             {
                 "peer": "robotrl",
-                "benchmark": "pendulum_solve",
+                "benchmark": args.benchmark,
                 "ok": True,
                 "seeds": args.seeds,
                 "solved": n_solved,
