@@ -127,13 +127,20 @@ def make_chunk(env: Any, algo: Algorithm, cfg: TrainConfig):
     high = jnp.asarray(spec.action_high, jnp.float32)
     on_policy = algo.rollout_length > 0
     iterations = cfg.log_every // cfg.num_envs
+    # A reward curriculum (the env's ``relabel_reward``, e.g. L2F's): the learner sees every
+    # transition's reward recomputed for the current stage, as if the buffer were relabelled.
+    relabel = getattr(env.unwrapped, "relabel_reward", None)
 
     def data_for_update(buffer: replay.ReplayState, env_steps: jax.Array, key: PRNGKey):
         """(ready, batch): what ``algo.update`` consumes after this step, and whether it is due."""
         if on_policy:
-            return (env_steps // cfg.num_envs) % algo.rollout_length == 0, buffer.data
-        batch = replay.sample(buffer, key, algo.config.batch_size * algo.config.utd)
-        return env_steps > cfg.learning_starts, batch
+            ready, batch = (env_steps // cfg.num_envs) % algo.rollout_length == 0, buffer.data
+        else:
+            batch = replay.sample(buffer, key, algo.config.batch_size * algo.config.utd)
+            ready = env_steps > cfg.learning_starts
+        if relabel is not None:
+            batch = batch._replace(reward=relabel(batch, env_steps))
+        return ready, batch
 
     def iteration(s: LoopState, _) -> tuple[LoopState, ChunkOut]:
         key, k_act, k_rand, k_sample, k_update = jax.random.split(s.key, 5)

@@ -2,7 +2,7 @@
 
 from sims.quadrotor.env import Quadrotor, QuadrotorConfig, QuadrotorPhysics
 from sims.quadrotor.randomize import PARAMETER_SETS
-from sims.quadrotor.reward import RewardWeights, curriculum_step, reward
+from sims.quadrotor.reward import RewardWeights, curriculum_step, curriculum_weights, reward
 
 __all__ = [
     "PARAMETER_SETS",
@@ -11,5 +11,6 @@ __all__ = [
     "QuadrotorPhysics",
     "RewardWeights",
     "curriculum_step",
+    "curriculum_weights",
     "reward",
 ]

@@ -48,7 +48,7 @@ import numpy as np
 from robotrl.envs import EnvState
 from robotrl.types import PRIVILEGED_KEY, STATE_KEY, ArraySpec, EnvSpec, Field, PRNGKey
 from sims.quadrotor import dynamics, rng
-from sims.quadrotor.reward import RewardWeights, reward
+from sims.quadrotor.reward import RewardWeights, curriculum_weights, reward
 from sims.quadrotor.sampling import AttitudeSampler, sincos_2pi
 
 TASKS = ("hover", "waypoint", "figure_eight")
@@ -97,6 +97,10 @@ class QuadrotorConfig:
     figure_eight_period: float = 5.0  # s, one full figure eight
     figure_eight_random_phase: bool = True  # start at a random point of the figure
     reward: RewardWeights = RewardWeights()  # reward weights and constants
+    # L2F's curriculum: every this many env steps (summed over parallel envs) the training loop
+    # relabels rewards with the next stage's weights (``reward.curriculum_weights``); 0: off.
+    # The env's own reward (and so evaluation returns) keeps ``reward``.
+    curriculum_interval: int = 0
     render_size: int = 256  # px, height of the rendered picture (width 2x)
 
     def __post_init__(self) -> None:
@@ -104,6 +108,8 @@ class QuadrotorConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.substeps < 1 or self.action_history < 0:
             raise ValueError("substeps must be >= 1 and action_history >= 0")
+        if self.curriculum_interval < 0:
+            raise ValueError("curriculum_interval must be >= 0 (0: no curriculum)")
 
     @property
     def hover_rpm(self) -> float:
@@ -164,6 +170,30 @@ class Quadrotor:
         self._omega = 2 * math.pi / c.figure_eight_period
         self._dphase = (math.cos(self._omega * c.ctrl_dt), math.sin(self._omega * c.ctrl_dt))
         self._attitude = AttitudeSampler(c.init_max_angle)
+
+    # ----------------------------------------------------------------------------- curriculum
+    @property
+    def relabel_reward(self):
+        """The training loops' reward relabelling hook, or None (``curriculum_interval`` 0).
+
+        ``relabel_reward(transition, env_steps) -> reward``: the reward of stored transitions
+        ``[...]`` under the curriculum stage reached after ``env_steps`` env steps, recomputed
+        from ``obs["privileged_state"]``, ``action`` and ``terminated`` (L2F's "recompute the
+        replay buffer's rewards"; on-policy, it relabels the rollout)."""
+        c = self.config
+        if c.curriculum_interval <= 0:
+            return None
+
+        def relabel(transition, env_steps):
+            weights = curriculum_weights(c.reward, env_steps // c.curriculum_interval)
+            return reward(
+                transition.obs[PRIVILEGED_KEY],
+                transition.action,
+                weights,
+                transition.terminated,
+            ).astype(transition.reward.dtype)
+
+        return relabel
 
     # ----------------------------------------------------------------------------------- spec
     def _base_layout(self) -> tuple[Field, ...]:

@@ -96,3 +96,12 @@ def curriculum_step(weights: RewardWeights) -> RewardWeights:
         for name, (factor, cap) in CURRICULUM.items()
     }
     return dataclasses.replace(weights, **changes)
+
+
+def curriculum_weights(weights: RewardWeights, stages: jax.Array | int) -> RewardWeights:
+    """``weights`` after ``stages`` calls of ``curriculum_step`` (closed form, traceable)."""
+    changes = {
+        name: jnp.minimum(getattr(weights, name) * jnp.power(factor, stages), cap)
+        for name, (factor, cap) in CURRICULUM.items()
+    }
+    return dataclasses.replace(weights, **changes)

@@ -13,12 +13,14 @@ import pytest
 
 from robotrl.envs import make_training_env
 from robotrl.envs.randomize import make_randomizer
+from robotrl.types import Transition
 from sims.quadrotor import (
     PARAMETER_SETS,
     Quadrotor,
     QuadrotorConfig,
     RewardWeights,
     curriculum_step,
+    curriculum_weights,
     reward,
 )
 
@@ -272,6 +274,41 @@ def test_reward_function_recomputes_the_env_rewards():
     level = rewards(perfect, np.full((1, 4), w.action_baseline, np.float32), w, np.zeros(1, bool))
     assert float(level[0]) == pytest.approx(w.constant)
     assert RewardWeights().scale == 0.5
+
+
+def test_curriculum_weights_and_relabel_hook():
+    w = RewardWeights()
+    assert float(curriculum_weights(w, 0).position) == w.position
+    for name in ("position", "linear_velocity", "action"):
+        one, two = curriculum_step(w), curriculum_step(curriculum_step(w))
+        assert float(getattr(curriculum_weights(w, 1), name)) == pytest.approx(getattr(one, name))
+        assert float(getattr(curriculum_weights(w, 2), name)) == pytest.approx(getattr(two, name))
+    capped = curriculum_weights(w, 100)
+    assert (float(capped.position), float(capped.linear_velocity), float(capped.action)) == (
+        pytest.approx(40.0),
+        pytest.approx(1.0),
+        pytest.approx(1.0),
+    )
+    assert Quadrotor().relabel_reward is None  # no curriculum by default
+    env = Quadrotor(QuadrotorConfig(curriculum_interval=1000))
+    state, states = episode(jax.random.PRNGKey(4))
+    before = jax.tree.map(
+        lambda first, rest: jnp.concatenate([first[None], rest[:-1]]), state.obs, states.obs
+    )
+    batch = Transition(
+        obs=before,
+        action=ACTIONS,
+        reward=states.reward,
+        terminated=states.terminated,
+        truncated=states.truncated,
+        next_obs=states.obs,
+    )
+    relabel = jit(env.relabel_reward)
+    np.testing.assert_allclose(relabel(batch, 999), states.reward, rtol=1e-5, atol=1e-6)
+    stage2 = reward(before["privileged_state"], ACTIONS, curriculum_weights(w, 2), batch.terminated)
+    np.testing.assert_allclose(relabel(batch, 2500), stage2, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="curriculum_interval"):
+        QuadrotorConfig(curriculum_interval=-1)
 
 
 def test_reset_distribution_follows_l2f():

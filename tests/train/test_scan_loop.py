@@ -202,3 +202,49 @@ def test_host_loop_runs_on_policy_algorithms():
     result = s.run_chunk()
     assert int(np.asarray(s.algo_state.step)) == 2
     assert np.isfinite(result.metrics["train/value_loss"]).all()
+
+
+class StagedPendulum(Pendulum):
+    """A pendulum with a reward curriculum: stage k (every 40 env steps) pays k per step."""
+
+    @property
+    def relabel_reward(self):
+        return lambda batch, env_steps: jnp.broadcast_to(
+            (env_steps // 40).astype(batch.reward.dtype), batch.reward.shape
+        )
+
+
+@pytest.mark.parametrize("on_policy", [False, True])
+def test_learner_sees_rewards_relabelled_for_the_curriculum_stage(on_policy):
+    """An env's ``relabel_reward`` replaces the stored rewards of every batch the algorithm
+    updates on (L2F's curriculum), on- and off-policy; the env's own rewards are untouched."""
+    from robotrl.algos import ppo
+    from robotrl.types import Algorithm
+
+    env = StagedPendulum(PendulumConfig(episode_length=50))
+    inner = (
+        ppo.make(
+            ppo.PPOConfig(
+                actor_hidden=(8,), critic_hidden=(8,), rollout_length=5, minibatch_size=20
+            ),
+            env.spec,
+        )
+        if on_policy
+        else sac.make(SMALL, env.spec)
+    )
+
+    def update(state, batch, key):
+        state, metrics = inner.update(state, batch, key)
+        return state, {**metrics, "seen_reward": batch.reward.mean()}
+
+    algo = Algorithm(inner.config, inner.init, update, inner.make_policy, inner.rollout_length)
+    cfg = TrainConfig(total_steps=200, num_envs=4, learning_starts=20, log_every=200, eval_every=0)
+    s = ScanSession(make_training_env(env, 4), make_eval_env(env, 2), algo, cfg, 0)
+    result = s.run_chunk()
+    # Updates after env step n (every 4 env steps): off-policy once learning started (n > 20),
+    # on-policy after each 5-step rollout (n = 20, 40, ...); the chunk metric is their mean.
+    update_steps = range(20, 201, 20) if on_policy else range(24, 201, 4)
+    expected = np.mean([n // 40 for n in update_steps])
+    assert float(result.metrics["train/seen_reward"][0]) == pytest.approx(expected)
+    # Episode returns are the env's own (negative) rewards.
+    assert float(result.metrics["train/episode_return"][0]) < 0.0
