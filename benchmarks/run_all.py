@@ -1,9 +1,17 @@
-"""``make bench``: every benchmark, one markdown report with the machine and the date."""
+"""``make bench``: every benchmark, one markdown report with the machine and the date.
+
+``python -m benchmarks.run_all NAME ...`` runs only the named benchmarks and renders the others
+from their last saved results (``benchmarks/out/<name>.json``), marked with their own date.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+
 from benchmarks import (
     c_policy,
+    carl_minibatch,
     env_throughput,
     mjx_vs_native,
     pendulum_solve,
@@ -11,7 +19,7 @@ from benchmarks import (
     quadrotor_vs_l2f,
     sac_updates,
 )
-from benchmarks.common import ROOT, machine
+from benchmarks.common import OUT, ROOT, machine
 
 BENCHMARKS = (
     sac_updates,
@@ -21,10 +29,19 @@ BENCHMARKS = (
     quadrotor_vs_l2f,
     mjx_vs_native,
     ppo_vs_playground,
+    carl_minibatch,
 )
 
 
-def main() -> None:
+def _name(bench) -> str:
+    return bench.__name__.rsplit(".", 1)[-1]
+
+
+def main(only: list[str] | None = None) -> None:
+    names = [_name(b) for b in BENCHMARKS]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {unknown}; choose from {names}")
     m = machine()
     sections = [
         "# robotrl benchmark report",
@@ -40,6 +57,15 @@ def main() -> None:
         "",
     ]
     for bench in BENCHMARKS:
+        name, saved = _name(bench), OUT / f"{_name(bench)}.json"
+        if only and name not in only:
+            if not saved.exists():
+                sections += [f"## {name}", "", "(not run yet)", ""]
+                continue
+            data = json.loads(saved.read_text())
+            date = data.get("machine", {}).get("date", "an earlier run")
+            sections += [bench.report(data), "", f"(results of {date})", ""]
+            continue
         sections += [bench.report(bench.main()), ""]
     path = ROOT / "benchmarks" / "REPORT.md"
     path.write_text("\n".join(sections))
@@ -47,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
