@@ -32,7 +32,7 @@ venv: $(STAMP)
 toolchain:
 	bash firmware_export/install_toolchain.sh
 
-demo: $(STAMP)
+demo: $(STAMP) toolchain
 	$(BIN)/python -m robotrl.demo
 
 test: $(STAMP) toolchain
