@@ -1,7 +1,7 @@
 """``make demo``: the flagship path, from simulation to a microcontroller.
 
 1. Train a Crazyflie hover/recover controller on the pure-JAX quadrotor (``PRESET``), with
-   evaluations of the deterministic policy (success: flying, error < 5 cm over the last 2 s,
+   evaluations of the deterministic policy (success: flying, error < 10 cm over the last 2 s,
    under disturbances) along the way; time to hover = wall time from the start of training
    (compilation included) to the first evaluation with ``HOVER_RATE`` of its episodes flying.
 2. Export the policy: the portable bundle, C99 float32 and int8 (``robotrl export``).
@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "ppo_quadrotor.yaml"
-HOVER_RATE = 0.5  # share of evaluation episodes flying that counts as "hovering"
+HOVER_RATE = 0.4  # share of evaluation episodes flying that counts as "hovering"
+TOLERANCE = "env.options.success_tolerance=0.1"  # m: flying = error < 10 cm over the last 2 s
 EPISODES = 100  # closed-loop episodes per policy
 
 
@@ -40,7 +41,7 @@ def train(out: Path, overrides: list[str]) -> tuple[float | None, dict]:
 
     use_cpu_cores_as_devices()
     enable_compilation_cache()
-    cfg = experiment.load_config(PRESET, overrides)
+    cfg = experiment.load_config(PRESET, [TOLERANCE, *overrides])
     start = time.time()
     hover_at: list[float | None] = [None]
     last: dict = {}
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"time to hover": "not reached" if hover_s is None else f"{hover_s:.0f} s"}
     summary["final evaluation"] = (
         f"{last.get('eval/success_rate', float('nan')):.0%} of episodes flying"
-        f" (< 5 cm over the last 2 s)"
+        f" (< 10 cm over the last 2 s)"
     )
 
     _say("2/5 exporting the policy (bundle, C float32, C int8)")
@@ -136,10 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in summary.items():
         _say(f"  {key:<{width}}  {value}")
     _say(f"  {'run directory':<{width}}  {out.resolve()}")
-    for kind in ("bundle", "header", "source"):
-        for path in sorted({p for k, p in written.items() if k == kind}):
-            _say(f"  {kind:<{width}}  {Path(path).resolve()}")
-    _say(f"  {'C (int8)':<{width}}  {(export / 'c-int8').resolve()}")
+    _say(f"  {'bundle':<{width}}  {Path(written['bundle']).resolve()}")
+    _say(f"  {'C float32':<{width}}  {(export / 'c').resolve()} (policy.h, policy.c)")
+    _say(f"  {'C int8':<{width}}  {(export / 'c-int8').resolve()} (policy.h, policy.c)")
     return 0
 
 
