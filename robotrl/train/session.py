@@ -123,6 +123,8 @@ def run_training(
             row.update(summarize_eval(result))
             if session.num_seeds > 1:
                 per_seed = {"return": result.returns, **result.metrics}
+                if result.success is not None:
+                    per_seed["success_rate"] = np.asarray(result.success, np.float64)
                 for name, values in per_seed.items():
                     means = np.asarray(values).mean(axis=-1)
                     row.update({f"eval/{name}/seed{i}": float(m) for i, m in enumerate(means)})

@@ -38,7 +38,7 @@ class MJXLocomotion:
         self.task = resolve_task(task, self.config)
         mjx = model_lib.import_mjx()
         self._mjx = mjx
-        self.mj_model = model_lib.load_model(self.task)
+        self.mj_model = model_lib.load_model(self.task, textures=False)  # rendering loads its own
         if self.config.solver_iterations is not None:
             self.mj_model.opt.iterations = self.config.solver_iterations
         if self.config.ls_iterations is not None:
@@ -162,7 +162,7 @@ class MJXLocomotion:
         """``[H, W, 3]`` uint8 of one unbatched state, from the XML's tracking camera."""
         if self._renderer is None:
             self._renderer = model_lib.FrameRenderer(
-                self.mj_model, self.config, self.config.camera or self.task.camera
+                model_lib.load_model(self.task), self.config, self.config.camera or self.task.camera
             )
         qpos = np.asarray(state.physics.qpos, np.float64)
         qvel = np.asarray(state.physics.qvel, np.float64)

@@ -65,8 +65,9 @@ class NativeLocomotionEnv:
         self.task = resolve_task(task, self.config)
         self.num_envs = num_envs
         self.randomize = randomize
-        self.base_model = model_lib.load_model(self.task)
-        self.models = [copy.copy(self.base_model) for _ in range(num_envs)]
+        self.base_model = model_lib.load_model(self.task)  # spec, parameters, rendering
+        physics = model_lib.load_model(self.task, textures=False)
+        self.models = [copy.copy(physics) for _ in range(num_envs)]
         self.datas = [mujoco.MjData(m) for m in self.models]
         self.spec: EnvSpec = model_lib.make_spec(self.task, self.base_model, self.config)
         self.dt = float(self.base_model.opt.timestep * self.task.frame_skip)
