@@ -32,7 +32,15 @@ import jax.numpy as jnp
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RewardWeights:
-    """Weights of the squared-error reward; a pytree, so the values may be traced arrays."""
+    """Weights of the reward; a pytree, so the values may be traced arrays (``form`` is static).
+
+    ``form="squared"`` (the paper's): squared position/velocity errors and ``1 - q_w^2``.
+    ``form="norm"``: RLtools' current ``Squared`` reward function (its L2F zoo configs), which
+    despite the name charges the *norms* ``|e_p|``, ``|e_v|``, ``|w|``, the yaw-like
+    ``2 acos(1 - |q_z|)`` for orientation, and the action in throttle units
+    ``|(a + 1) / 2 - (a_hover + 1) / 2|^2``. A norm keeps a constant pull toward the target where
+    a square's vanishes, which is what lets a policy hover within centimetres.
+    """
 
     scale: float = 0.5  # multiplies the weighted cost
     constant: float = 2.0  # added after scaling (keeps the reward of a good hover positive)
@@ -43,15 +51,35 @@ class RewardWeights:
     angular_velocity: float = 0.0  # w_w, per (rad/s)^2
     action: float = 0.01  # w_a, per unit^2 of normalised action deviation
     action_baseline: float = 0.334  # a_hover: normalised hover command (RLtools' constant)
+    form: str = dataclasses.field(default="squared", metadata=dict(static=True))  # or "norm"
+
+    def __post_init__(self) -> None:
+        if self.form not in FORMS:
+            raise ValueError(f"reward form must be one of {FORMS}, got {self.form!r}")
+
+
+FORMS = ("squared", "norm")
 
 
 # Layout of the leading entries of every task's privileged state (see ``Quadrotor.spec``).
 _POS, _ROT, _VEL, _OMEGA = slice(0, 3), slice(3, 12), slice(12, 15), slice(15, 18)
 
 
-def state_cost_terms(privileged_state: jax.Array) -> dict[str, jax.Array]:
-    """The unweighted squared state terms ``[...]`` of ``privileged_state [..., P]``."""
+def state_cost_terms(privileged_state: jax.Array, form: str = "squared") -> dict[str, jax.Array]:
+    """The unweighted state terms ``[...]`` of ``privileged_state [..., P]`` (see
+    ``RewardWeights`` for the two forms)."""
     rot = privileged_state[..., _ROT]
+    if form == "norm":
+        # |q_z| of R(q): 1 + R22 - R00 - R11 = 4 q_z^2 (either sign of q).
+        qz2 = 0.25 * (1.0 + rot[..., 8] - rot[..., 0] - rot[..., 4])
+        qz = jnp.sqrt(jnp.clip(qz2, 0.0, 1.0))
+        norm = lambda x: jnp.sqrt(jnp.sum(jnp.square(x), axis=-1))
+        return {
+            "position": norm(privileged_state[..., _POS]),
+            "orientation": 2.0 * jnp.arccos(jnp.clip(1.0 - qz, -1.0, 1.0)),
+            "linear_velocity": norm(privileged_state[..., _VEL]),
+            "angular_velocity": norm(privileged_state[..., _OMEGA]),
+        }
     # trace R = 4 q_w^2 - 1 for a unit quaternion, so 1 - q_w^2 = (3 - trace R) / 4.
     trace = rot[..., 0] + rot[..., 4] + rot[..., 8]
     return {
@@ -71,8 +99,11 @@ def reward(
     """Reward ``[...]`` of (pre-step privileged state ``[..., P]``, normalised action
     ``[..., 4]``, ``terminated [...]``); the same function the env's ``step`` uses."""
     w = weights
-    terms = state_cost_terms(privileged_state)
-    action_cost = jnp.sum(jnp.square(jnp.clip(action, -1.0, 1.0) - w.action_baseline), axis=-1)
+    terms = state_cost_terms(privileged_state, w.form)
+    deviation = jnp.clip(action, -1.0, 1.0) - w.action_baseline
+    if w.form == "norm":  # throttle units: (a + 1) / 2
+        deviation = 0.5 * deviation
+    action_cost = jnp.sum(jnp.square(deviation), axis=-1)
     cost = (
         w.position * terms["position"]
         + w.orientation * terms["orientation"]

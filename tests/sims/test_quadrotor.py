@@ -276,6 +276,43 @@ def test_reward_function_recomputes_the_env_rewards():
     assert RewardWeights().scale == 0.5
 
 
+def test_norm_reward_form_is_rltools_squared_function():
+    """``form="norm"``: |e_p|, 2 acos(1 - |q_z|), |e_v|, |w| and the throttle-unit action term."""
+    w = RewardWeights(
+        scale=0.1,
+        constant=1.0,
+        position=10.0,
+        orientation=2.5,
+        linear_velocity=0.05,
+        angular_velocity=0.5,
+        action=0.1,
+        form="norm",
+    )
+    yaw = 0.3
+    c, s = math.cos(yaw), math.sin(yaw)
+    state = np.zeros((1, 28), np.float32)
+    state[0, 0:3] = (0.3, 0.4, 0.0)  # |e_p| = 0.5 m
+    state[0, 3:12] = (c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0)  # yaw rotation, row-major
+    state[0, 12:15] = (0.0, 0.6, 0.8)  # |e_v| = 1 m/s
+    state[0, 15:18] = (2.0, 0.0, 0.0)  # |w| = 2 rad/s
+    action = np.full((1, 4), w.action_baseline + 0.2, np.float32)  # 0.1 throttle each
+    cost = (
+        10.0 * 0.5
+        + 2.5 * 2.0 * math.acos(1.0 - math.sin(yaw / 2))
+        + 0.05 * 1.0
+        + 0.5 * 2.0
+        + 0.1 * 4 * 0.1**2
+    )
+    got = float(jit(reward)(state, action, w, np.zeros(1, bool))[0])
+    assert got == pytest.approx(1.0 - 0.1 * cost, rel=1e-5)
+    level = np.zeros((1, 28), np.float32)
+    level[0, [3, 7, 11]] = 1.0
+    hover = np.full((1, 4), w.action_baseline, np.float32)
+    assert float(jit(reward)(level, hover, w, np.zeros(1, bool))[0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="reward form"):
+        RewardWeights(form="cubic")
+
+
 def test_curriculum_weights_and_relabel_hook():
     w = RewardWeights()
     assert float(curriculum_weights(w, 0).position) == w.position
