@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seeds", type=int, default=SEEDS)
     p.add_argument("--variants", nargs="*", default=list(VARIANTS))
     p.add_argument("--set", action="append", default=[], help="extra override for every variant")
-    args = p.parse_args(argv)
+    args = p.parse_args([] if argv is None else argv)
     results = []
     for variant in args.variants:
         print(f"L2F study: {variant} ({args.seeds} seeds x {args.steps:,} steps)", flush=True)
@@ -165,6 +165,6 @@ def report(data: dict) -> str:
 
 
 if __name__ == "__main__":
-    result = main()
+    result = main(sys.argv[1:])
     print(report(result))
     print(json.dumps({"plot": str(RESULTS / "l2f_study.png")}))

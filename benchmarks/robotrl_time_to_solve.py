@@ -36,6 +36,12 @@ def main() -> None:
     )
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--benchmark", default="pendulum_solve", help="name in the JSON line")
+    p.add_argument(
+        "--success-threshold",
+        type=float,
+        default=None,
+        help="judge by the env's success rate per seed (>= this) instead of the return",
+    )
     p.add_argument("--set", action="append", default=[])
     args = p.parse_args()
 
@@ -65,12 +71,18 @@ def main() -> None:
     evals = []
     while session.env_steps() < args.max_steps:
         session.run_chunk()
-        returns = session.evaluate().returns.mean(axis=1)  # [S]
+        result = session.evaluate()
+        if args.success_threshold is None:
+            returns = result.returns.mean(axis=1)  # [S]
+            threshold = args.threshold
+        else:
+            returns = np.asarray(result.success, np.float64).mean(axis=1)  # [S] success rates
+            threshold = args.success_threshold - 1e-9
         now = time.time() - t_start
         step = session.env_steps()
         evals.append([step, returns.tolist(), now])
         for i, r in enumerate(returns):
-            if solved_at[i] is None and r > args.threshold:
+            if solved_at[i] is None and r > threshold:
                 solved_at[i], solved_step[i] = now, step
         if not args.fixed_steps and all(s is not None for s in solved_at):
             break

@@ -13,11 +13,13 @@ from benchmarks import (
     c_policy,
     carl_minibatch,
     env_throughput,
+    l2f_study,
     mjx_vs_native,
     pendulum_solve,
     ppo_vs_playground,
     quadrotor_vs_l2f,
     sac_updates,
+    time_to_hover,
 )
 from benchmarks.common import OUT, ROOT, machine
 
@@ -29,7 +31,9 @@ BENCHMARKS = (
     quadrotor_vs_l2f,
     mjx_vs_native,
     ppo_vs_playground,
+    time_to_hover,
     carl_minibatch,
+    l2f_study,
 )
 
 
