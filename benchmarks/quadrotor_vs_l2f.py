@@ -148,17 +148,28 @@ def parity_cases(n: int = 64, seed: int = 0) -> tuple[dict, dict]:
     return {"model": model, "cases": cases}, ours
 
 
-def parity(peer: str) -> dict:
-    """Max abs difference per state component between robotrl's and l2f's one-step results."""
-    import numpy as np
-
+def l2f_next_states(peer: str, cases: dict) -> list[dict]:
+    """l2f's next state for every case of ``parity_cases`` (run in the peer venv)."""
     from benchmarks.common import run_json
 
-    cases, ours = parity_cases()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(cases, f)
-    theirs = run_json([peer, "benchmarks/peers/l2f_steps.py", "--parity", f.name])["next_states"]
-    os.unlink(f.name)
+    try:
+        return run_json([peer, "benchmarks/peers/l2f_steps.py", "--parity", f.name])["next_states"]
+    finally:
+        os.unlink(f.name)
+
+
+def parity(peer: str) -> dict:
+    """Max abs difference per state component between robotrl's and l2f's one-step results."""
+    cases, ours = parity_cases()
+    return compare(ours, l2f_next_states(peer, cases))
+
+
+def compare(ours: dict, theirs: list[dict]) -> dict:
+    """Max abs difference per component (rpm as a fraction of max_rpm), and ``n_cases``."""
+    import numpy as np
+
     out = {}
     for k, ours_k in ours.items():
         ref = np.array([s[k] for s in theirs])

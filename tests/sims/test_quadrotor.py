@@ -2,6 +2,7 @@
 physics checks (hover, free fall, yaw sign, motor lag, stability), the reward function against
 the env's rewards, and the tasks' references."""
 
+import json
 import math
 import subprocess
 from pathlib import Path
@@ -23,6 +24,8 @@ from sims.quadrotor import (
     curriculum_weights,
     reward,
 )
+
+L2F_RECORDING = Path(__file__).parent / "data" / "l2f_one_step.json"
 
 # Tests run short rollouts: compile with LLVM's optimisations off (3x faster compiles).
 FAST = {"xla_backend_optimization_level": 0}
@@ -438,19 +441,23 @@ def test_bad_task_is_rejected():
 
 
 def test_one_step_matches_l2f():
-    """Dynamics parity with the L2F simulator (RLtools' ``l2f``), which lives in the peer venv."""
-    root = Path(__file__).resolve().parents[2]
-    peer = root / ".bench-venv" / "bin" / "python"
-    found = peer.exists() and subprocess.run([peer, "-c", "import l2f"]).returncode == 0
-    if not found:
-        pytest.skip(
-            "l2f is not importable: it is installed only in the peer venv "
-            "(bash benchmarks/peers/setup_peer_env.sh --with-l2f)"
-        )
-    from benchmarks.quadrotor_vs_l2f import parity
+    """Dynamics parity with the L2F simulator (RLtools' ``l2f``): one step from 64 random states
+    against l2f's own results, recorded from ``l2f.step`` in the peer venv
+    (``tests/sims/data/l2f_one_step.json``, rewritten by ``python -m tests.sims.record_l2f``).
+    Where the peer venv has l2f, the recording is also checked against a live l2f run."""
+    from benchmarks.quadrotor_vs_l2f import compare, l2f_next_states, parity_cases
 
-    errors = parity(str(peer))  # max |robotrl - l2f| after one step from 64 random states
+    recorded = json.loads(L2F_RECORDING.read_text())
+    cases, ours = parity_cases()  # robotrl's next states
+    flat = lambda cs: [np.concatenate([c[k] for k in sorted(c)]) for c in cs]
+    # The same starting states and actions as the recording.
+    np.testing.assert_allclose(flat(cases["cases"]), flat(recorded["cases"]["cases"]), rtol=1e-6)
+    errors = compare(ours, recorded["next_states"])  # max |robotrl - l2f|
     assert errors["n_cases"] == 64
     assert errors["position"] < 1e-6 and errors["quaternion"] < 1e-6
     assert errors["velocity"] < 1e-5 and errors["angular_velocity"] < 1e-4
     assert errors["rpm"] < 1e-6  # as a fraction of max_rpm
+    peer = Path(__file__).resolve().parents[2] / ".bench-venv" / "bin" / "python"
+    if peer.exists() and subprocess.run([peer, "-c", "import l2f"]).returncode == 0:
+        live = compare(ours, l2f_next_states(str(peer), cases))
+        assert live == pytest.approx(errors, abs=1e-9)
