@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from robotrl import registry
 from robotrl.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from robotrl.envs import ObsNormalization, make_eval_env, make_training_env
@@ -305,4 +307,9 @@ def evaluate_run(
         "randomize": cfg.env.randomize,
         "returns": result.returns.tolist(),
         **summarize_eval(result),
+        **(
+            {"success_rate_per_seed": np.asarray(result.success).mean(axis=-1).tolist()}
+            if result.success is not None
+            else {}
+        ),
     }
