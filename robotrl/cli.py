@@ -157,6 +157,56 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_summary(path: Path, meta: dict) -> str:
+    ret = meta.get("behaviour_return_mean")
+    ret_text = "n/a" if ret is None else f"{ret:.1f}"
+    return (
+        f"{path}: {meta['num_transitions']:,} transitions, {meta['num_episodes']:,} episodes of "
+        f"{meta.get('env_name')}, behaviour {meta['behaviour'].get('policy')} "
+        f"(return {ret_text})"
+    )
+
+
+def cmd_dataset_collect(args: argparse.Namespace) -> int:
+    from robotrl.data import collect_from, save
+
+    dataset = collect_from(
+        args.source,
+        transitions=args.transitions,
+        num_envs=args.num_envs,
+        seed=args.seed,
+        step=args.step,
+        deterministic=args.deterministic,
+        gamma=args.gamma,
+        env_overrides=tuple(args.set),
+    )
+    path = save(dataset, args.out)
+    print(_dataset_summary(path, dataset.meta))
+    return 0
+
+
+def cmd_dataset_mix(args: argparse.Namespace) -> int:
+    from robotrl.data import load, mix, save
+
+    dataset = mix([load(p) for p in args.datasets])
+    path = save(dataset, args.out)
+    print(_dataset_summary(path, dataset.meta))
+    return 0
+
+
+def cmd_dataset_info(args: argparse.Namespace) -> int:
+    from robotrl.data import load
+
+    dataset = load(args.dataset)
+    print(_dataset_summary(Path(args.dataset), dataset.meta))
+    returns = dataset.episode_returns()
+    print(
+        f"episode returns: mean {returns.mean():.1f}, min {returns.min():.1f}, "
+        f"max {returns.max():.1f}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="robotrl", description="JAX reinforcement learning for robots.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -228,12 +278,34 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--group-by", default=None, help="config key to group runs by, e.g. algo.name")
     cmp.add_argument("--out", default=None, help="folder for compare.png/.csv/.md")
     cmp.set_defaults(func=cmd_runs_compare)
+
+    ds = sub.add_parser("dataset", help="offline datasets from the project's own policies")
+    ds_sub = ds.add_subparsers(dest="dataset_command", required=True, parser_class=_Parser)
+    col = ds_sub.add_parser("collect", help="roll out a run's policy (or random actions)")
+    col.add_argument("source", help="a run directory (its checkpoint) or an env name (random)")
+    col.add_argument("--out", required=True, help="new dataset folder")
+    col.add_argument("--transitions", type=int, default=100_000)
+    col.add_argument("--step", type=int, default=None, help="checkpoint step (a medium policy)")
+    col.add_argument("--num-envs", type=int, default=16)
+    col.add_argument("--seed", type=int, default=0)
+    col.add_argument("--gamma", type=float, default=0.99, help="for the Monte-Carlo returns")
+    col.add_argument("--deterministic", action="store_true", help="the policy's mean action")
+    col.add_argument("--set", action="append", default=[], metavar="env.KEY=VALUE")
+    col.set_defaults(func=cmd_dataset_collect)
+    mx = ds_sub.add_parser("mix", help="concatenate datasets (e.g. medium + expert)")
+    mx.add_argument("datasets", nargs="+")
+    mx.add_argument("--out", required=True)
+    mx.set_defaults(func=cmd_dataset_mix)
+    info = ds_sub.add_parser("info", help="size, env and behaviour return of a dataset")
+    info.add_argument("dataset")
+    info.set_defaults(func=cmd_dataset_info)
     return parser
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from policies.bundle import BundleError
     from robotrl.config import ConfigError
+    from robotrl.data import DatasetError
     from robotrl.runs import CheckpointError, RunDirError
     from robotrl.train.session import NonFiniteError
 
@@ -243,6 +315,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         CheckpointError,
         NonFiniteError,
         BundleError,
+        DatasetError,
         FileNotFoundError,
     )
 
@@ -250,7 +323,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "eval", "render", "export"):
+    if args.command in ("train", "eval", "render", "export", "dataset"):
         from robotrl.cache import enable_compilation_cache, use_cpu_cores_as_devices
 
         use_cpu_cores_as_devices()

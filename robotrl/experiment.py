@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from robotrl import registry
@@ -269,6 +270,53 @@ def train(
     return run, row
 
 
+class RestoredRun(NamedTuple):
+    """A run's experiment, with its first seed's algorithm state from a checkpoint."""
+
+    run: RunDir
+    exp: Experiment
+    session: Any
+    algo_state: Any
+    obs_stats: Any  # the run's observation statistics (first seed), or None
+    step: int | None  # env steps of the checkpoint
+
+
+def restore_run(
+    run_path: str | Path,
+    step: int | None = None,
+    env_overrides: Sequence[str] = (),
+    eval_episodes: int | None = None,
+) -> RestoredRun:
+    """Restores ``run_path``'s checkpoint ``step`` (default the latest); ``env_overrides``
+    (``env.*`` only) change the env the session is built with, never the policy;
+    ``eval_episodes`` sizes the session's evaluation batch."""
+    from robotrl.train.scan_loop import select_seed
+
+    run = RunDir.open(run_path)
+    bad = [o for o in env_overrides if not o.startswith("env.")]
+    if bad:
+        raise ConfigError(f"--set changes the env only (env.*), got {bad[0]!r}")
+    cfg = parse_config(apply_overrides(run.config(), list(env_overrides)))
+    if eval_episodes is not None:
+        train = dataclasses.replace(cfg.train, eval_episodes=eval_episodes)
+        cfg = dataclasses.replace(cfg, train=train)
+    exp = Experiment(cfg)
+    session = exp.session()
+    store = CheckpointStore(run.checkpoints, read_only=True)
+    try:
+        tree, meta = store.restore(session.abstract_state(), step)
+    finally:
+        store.close()
+    session.load_state(tree)
+    if exp.is_host:
+        algo_state, stats = session.algo_state, session.obs_stats()
+    else:
+        algo_state = select_seed(session.state, 0).algo
+        stats = session.obs_stats()
+        stats = None if stats is None else jax.tree.map(lambda x: x[0], stats)
+    return RestoredRun(run, exp, session, algo_state, stats, meta.get("env_steps"))
+
+
 def evaluate_run(
     run_path: str | Path,
     episodes: int = 10,
@@ -280,31 +328,16 @@ def evaluate_run(
     """Restores a run's checkpoint and evaluates the deterministic policy (every seed);
     ``randomize`` names a parameter set to evaluate under (e.g. a held-out one), and
     ``env_overrides`` (``env.options.tracks=[hook]``...) change the env, never the policy."""
-    run = RunDir.open(run_path)
-    data = run.config()
-    bad = [o for o in env_overrides if not o.startswith("env.")]
-    if bad:
-        raise ConfigError(f"eval --set changes the env only (env.*), got {bad[0]!r}")
     overrides = [*env_overrides]
     if randomize is not None:
         overrides.append(f"env.randomize={randomize}")
-    data = apply_overrides(data, overrides)
-    cfg = parse_config(data)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_episodes=episodes))
-    exp = Experiment(cfg)
-    session = exp.session()
-    store = CheckpointStore(run.checkpoints, read_only=True)
-    try:
-        tree, meta = store.restore(session.abstract_state(), step)
-    finally:
-        store.close()
-    session.load_state(tree)
-    result = session.evaluate(seed)
+    restored = restore_run(run_path, step, overrides, eval_episodes=episodes)
+    result = restored.session.evaluate(seed)
     return {
-        "run": str(run.path),
-        "step": meta.get("env_steps"),
+        "run": str(restored.run.path),
+        "step": restored.step,
         "episodes": episodes,
-        "randomize": cfg.env.randomize,
+        "randomize": restored.exp.cfg.env.randomize,
         "returns": result.returns.tolist(),
         **summarize_eval(result),
         **(

@@ -141,30 +141,15 @@ def export_run(
 ) -> dict[str, Any]:
     """Exports a run's (first seed's) deterministic policy; returns what was written."""
     from robotrl import experiment
-    from robotrl.runs import CheckpointStore, RunDir
-    from robotrl.train.scan_loop import select_seed
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {FORMATS}, got {fmt!r}")
-    run = RunDir.open(run_dir)
-    cfg = experiment.parse_config(run.config())
-    exp = experiment.Experiment(cfg)
-    session = exp.session()
-    store = CheckpointStore(run.checkpoints, read_only=True)
-    try:
-        tree, meta = store.restore(session.abstract_state(), step)
-    finally:
-        store.close()
-    session.load_state(tree)
-    if exp.is_host:
-        algo_state, stats = session.algo_state, session.obs_stats()
-    else:
-        algo_state = select_seed(session.state, 0).algo
-        stats = session.obs_stats()
-        stats = None if stats is None else jax.tree.map(lambda x: x[0], stats)
+    restored = experiment.restore_run(run_dir, step)
+    run, exp, session = restored.run, restored.exp, restored.session
+    cfg, algo_state, stats = exp.cfg, restored.algo_state, restored.obs_stats
     source = {
         "run": str(run.path),
-        "checkpoint_step": meta.get("env_steps"),
+        "checkpoint_step": restored.step,
         "preset": cfg.name,
         "algo": cfg.algo_name,
         "env": cfg.env.name,
