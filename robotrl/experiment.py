@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from robotrl import registry
+from robotrl import data, registry
+from robotrl.buffers import replay
 from robotrl.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from robotrl.envs import ObsNormalization, make_eval_env, make_training_env
 from robotrl.envs.host import DMControlEnv, GymnasiumEnv
@@ -87,6 +89,11 @@ def parse_config(data: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(str(err)) from None
     if native and cfg.env.action_repeat != 1:
         raise ConfigError("env.action_repeat needs the jax backend (env.backend=jax)")
+    if cfg.train.dataset and (native or cfg.env.normalize_obs):
+        raise ConfigError(
+            "train.dataset (offline) trains in the scan loop: it needs env.backend=jax and no "
+            "env.normalize_obs"
+        )
     if native and cfg.train.num_seeds != 1:
         raise ConfigError("train.num_seeds > 1 needs the jax backend (one program, vmapped)")
     if registry.is_host_env(env_name) and cfg.env.randomize:
@@ -206,7 +213,17 @@ class Experiment:
         if cfg.env.normalize_obs:
             train_env = ObsNormalization(train_env)
             eval_env = ObsNormalization(eval_env, update=False)
-        return ScanSession(train_env, eval_env, self.algo, cfg.train, cfg.seed)
+        dataset = offline_data(cfg.train.dataset, self.spec) if cfg.train.dataset else None
+        return ScanSession(train_env, eval_env, self.algo, cfg.train, cfg.seed, dataset)
+
+
+def offline_data(path: str, spec: EnvSpec) -> replay.ReplayState:
+    """An offline dataset on the device as a full one-env replay buffer ``[N, 1, ...]``."""
+    dataset = data.load(path, spec)
+    t = dataset.transitions
+    rows = jax.tree.map(lambda x: jnp.asarray(x)[:, None], t)
+    n = len(dataset)
+    return replay.ReplayState(rows, jnp.int32(0), jnp.int32(n))
 
 
 def _restore(session, run: RunDir, keep: int) -> tuple[CheckpointStore, int]:

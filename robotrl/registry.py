@@ -41,6 +41,12 @@ def _ppo():
     return ppo.PPOConfig, ppo.make
 
 
+def _iql():
+    from robotrl.algos import iql
+
+    return iql.IQLConfig, iql.make
+
+
 def _pendulum():
     from sims.pendulum import PARAMETER_SETS, Pendulum, PendulumConfig
 
@@ -83,6 +89,7 @@ ALGORITHMS: dict[str, AlgoEntry] = {
     "sac": AlgoEntry(_sac),
     "td3": AlgoEntry(_td3),
     "ppo": AlgoEntry(_ppo),
+    "iql": AlgoEntry(_iql),
 }
 
 ENVS: dict[str, EnvEntry] = {

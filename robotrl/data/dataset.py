@@ -139,6 +139,42 @@ def from_streams(streams: Transition, gamma: float, meta: dict[str, Any]) -> Dat
     return Dataset(transitions, _with_counts(meta, transitions))
 
 
+def from_episodes(episodes: Sequence[Mapping[str, Any]], gamma: float, meta: dict) -> Dataset:
+    """A dataset from whole episodes, each a mapping with ``obs``, ``next_obs`` (arrays or dicts
+    of arrays), ``action``, ``reward``, ``terminated``, ``truncated`` (``[n]`` leading axes). An
+    episode whose last step is neither terminated nor truncated gets marked truncated."""
+    if not episodes:
+        raise DatasetError("no episodes")
+    parts = []
+    for ep in episodes:
+        truncated = np.asarray(ep["truncated"], bool).copy()
+        if len(truncated) == 0:
+            raise DatasetError("an episode has no steps")
+        truncated[-1] |= not bool(np.asarray(ep["terminated"])[-1])
+        parts.append({**ep, "truncated": truncated})
+    cat = lambda key: _map_many(lambda *xs: np.concatenate(xs), [p[key] for p in parts])
+    reward = cat("reward").astype(np.float32)
+    terminated, truncated = cat("terminated").astype(bool), cat("truncated").astype(bool)
+    transitions = Transition(
+        obs=cat("obs"),
+        action=cat("action").astype(np.float32),
+        reward=reward,
+        terminated=terminated,
+        truncated=truncated,
+        next_obs=cat("next_obs"),
+        extras={"mc_return": mc_returns(reward, terminated | truncated, gamma)},
+    )
+    returns = [float(np.sum(p["reward"], dtype=np.float64)) for p in parts]
+    meta = {
+        **meta,
+        "gamma": gamma,
+        "behaviour_return_mean": float(np.mean(returns)),
+        "behaviour_episodes": len(returns),
+        "cut_episodes": 0,
+    }
+    return Dataset(transitions, _with_counts(meta, transitions))
+
+
 def _with_counts(meta: dict[str, Any], t: Transition) -> dict[str, Any]:
     done = np.logical_or(t.terminated, t.truncated)
     ends = np.flatnonzero(done)

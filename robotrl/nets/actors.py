@@ -47,6 +47,17 @@ def tanh_gaussian_sample(
     return jnp.tanh(u), logp_u - log_det
 
 
+def tanh_gaussian_log_prob(
+    mean: jax.Array, log_std: jax.Array, action: jax.Array, eps: float = 1e-5
+) -> jax.Array:
+    """Log-probability ``[...]`` of ``action`` in ``[-1, 1]`` (clipped to ``1 - eps``) under
+    ``tanh(N(mean, std))``: the likelihood of dataset actions (AWR, behaviour cloning)."""
+    a = jnp.clip(action, -1.0 + eps, 1.0 - eps)
+    u = jnp.arctanh(a)
+    logp_u = jax.scipy.stats.norm.logpdf(u, mean, jnp.exp(log_std)).sum(-1)
+    return logp_u - jnp.log1p(-(a**2)).sum(-1)
+
+
 class DeterministicActor(nn.Module):
     """``obs [..., O] -> action [..., A]`` in ``[-1, 1]``."""
 

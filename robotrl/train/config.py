@@ -18,11 +18,16 @@ class TrainConfig:
     keep_checkpoints: int = 3  # orbax keeps this many latest checkpoints
     save_buffer: bool = True  # checkpoint the replay buffer too (exact resume)
     num_seeds: int = 1  # scan loop: seeds trained side by side in one vmapped program
+    # Offline: train on this dataset folder (``robotrl dataset collect``) instead of collecting;
+    # the env only evaluates, and steps count gradient steps (needs num_envs 1).
+    dataset: str = ""
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "num_envs", "log_every", "eval_episodes", "num_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if self.dataset and self.num_envs != 1:
+            raise ValueError("an offline run (dataset) counts gradient steps: num_envs must be 1")
         if self.log_every % self.num_envs:
             raise ValueError(
                 f"log_every ({self.log_every}) must be a multiple of num_envs ({self.num_envs})"

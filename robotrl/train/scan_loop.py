@@ -88,6 +88,8 @@ def buffer_capacity(algo: Algorithm, cfg: TrainConfig) -> int:
 def make_init(env: Any, algo: Algorithm, cfg: TrainConfig):
     """``init(key) -> LoopState`` for one seed; ``env`` is batched (``make_training_env``)."""
     num_envs = cfg.num_envs
+    # Offline runs sample the dataset, never their own buffer (kept one row long).
+    capacity = num_envs if cfg.dataset else buffer_capacity(algo, cfg)
 
     def init(key: PRNGKey) -> LoopState:
         k_algo, k_env, k_loop = jax.random.split(key, 3)
@@ -109,7 +111,7 @@ def make_init(env: Any, algo: Algorithm, cfg: TrainConfig):
         return LoopState(
             algo=algo_state,
             env=env_state,
-            buffer=replay.init(example, buffer_capacity(algo, cfg)),
+            buffer=replay.init(example, capacity),
             policy_carry=carry,
             key=k_loop,
             env_steps=jnp.zeros((), jnp.int32),
@@ -205,7 +207,25 @@ def make_chunk(env: Any, algo: Algorithm, cfg: TrainConfig):
         )
         return new, out
 
-    def chunk(state: LoopState) -> tuple[LoopState, ChunkOut]:
+    def offline_iteration(s: LoopState, data: replay.ReplayState) -> tuple[LoopState, ChunkOut]:
+        """One gradient step on a uniform sample of the dataset; no env step."""
+        key, k_sample, k_update = jax.random.split(s.key, 3)
+        batch = replay.sample(data, k_sample, algo.config.batch_size * algo.config.utd)
+        algo_state, metrics = algo.update(s.algo, batch, k_update)
+        out = ChunkOut(
+            metrics=metrics,
+            updated=jnp.bool_(True),
+            return_sum=jnp.float32(0.0),
+            episodes=jnp.int32(0),
+            finite={f"train/{name}": _all_finite(value) for name, value in metrics.items()},
+        )
+        return s.replace(algo=algo_state, key=key, env_steps=s.env_steps + 1), out
+
+    def chunk(state: LoopState, data: replay.ReplayState | None) -> tuple[LoopState, ChunkOut]:
+        """``data``: the offline dataset (shared by the seeds), or None to collect online."""
+        if data is not None:
+            step = lambda s, _: offline_iteration(s, data)
+            return jax.lax.scan(step, state, None, length=iterations)
         return jax.lax.scan(iteration, state, None, length=iterations)
 
     return chunk
@@ -251,8 +271,19 @@ def select_seed(state: LoopState, index: int) -> LoopState:
 class ScanSession:
     """Holds the compiled chunk/eval functions and the current (seed-batched) loop state."""
 
-    def __init__(self, env: Any, eval_env: Any, algo: Algorithm, cfg: TrainConfig, seed: int):
+    def __init__(
+        self,
+        env: Any,
+        eval_env: Any,
+        algo: Algorithm,
+        cfg: TrainConfig,
+        seed: int,
+        dataset: replay.ReplayState | None = None,
+    ):
+        """``dataset`` (offline runs): transitions on the device, ``[N, 1, ...]``, which every
+        update samples from instead of the run's own buffer."""
         check_chunking(algo, cfg)
+        self._data = dataset
         self.cfg, self.algo = cfg, algo
         self.num_seeds = cfg.num_seeds
         # Seed i's stream does not depend on how many seeds run beside it.
@@ -268,7 +299,7 @@ class ScanSession:
             jax.vmap(make_init(env, algo, cfg), out_axes=axes), out_shardings=self._shardings
         )
         self._chunk = jax.jit(
-            jax.vmap(make_chunk(env, algo, cfg), in_axes=(axes,), out_axes=(axes, 0)),
+            jax.vmap(make_chunk(env, algo, cfg), in_axes=(axes, None), out_axes=(axes, 0)),
             donate_argnums=0,
         )
         self.eval_env = eval_env
@@ -282,7 +313,7 @@ class ScanSession:
 
     def run_chunk(self) -> ChunkResult:
         start = self.env_steps()
-        self.state, out = self._chunk(self.state)
+        self.state, out = self._chunk(self.state, self._data)
         out = jax.device_get(out)
         # Per-seed chunk averages of the metrics, over the iterations that updated.
         updated = out.updated.astype(np.float64)  # [S, T]

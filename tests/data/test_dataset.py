@@ -147,10 +147,8 @@ def test_collect_from_a_trained_run_with_the_cli(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli.main(["train", str(cfg), "--out", str(run), "--quiet"]) == 0
     out = tmp_path / "medium"
-    code = cli.main(
-        ["dataset", "collect", str(run), "--out", str(out), "--transitions", "800"]
-        + ["--step", "400", "--num-envs", "2"]
-    )
+    args = ["dataset", "collect", str(run), "--out", str(out), "--transitions", "800"]
+    code = cli.main([*args, "--step", "400", "--num-envs", "2"])
     assert code == 0
     d = load(out)
     assert d.meta["behaviour"]["checkpoint_step"] == 400 and d.meta["behaviour"]["algo"] == "sac"
@@ -160,3 +158,31 @@ def test_collect_from_a_trained_run_with_the_cli(tmp_path, capsys):
     assert_one_error_line(code, capsys.readouterr().err, "not empty")
     code = cli.main(["dataset", "info", str(tmp_path)])
     assert_one_error_line(code, capsys.readouterr().err, "is not a dataset")
+
+
+@pytest.mark.parametrize("env", ["pendulum", "quadrotor"])
+def test_minari_round_trip(tmp_path, env):
+    """Written as a Minari dataset and read back, a dataset is the same, dict observations
+    included (Minari's episodes carry N + 1 observations)."""
+    import jax
+    import minari
+
+    from robotrl.data.minari_io import from_minari, to_minari
+
+    d = collect_from(env, transitions=600, num_envs=4)
+    to_minari(d, f"robotrl/{env}-random-v0", root=tmp_path)
+    with minari_root(tmp_path):
+        assert (
+            minari.load_dataset(f"robotrl/{env}-random-v0").total_episodes == d.meta["num_episodes"]
+        )
+    back = from_minari(f"robotrl/{env}-random-v0", root=tmp_path, gamma=0.99)
+    for a, b in zip(jax.tree.leaves(d.transitions), jax.tree.leaves(back.transitions), strict=True):
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-6)
+    with pytest.raises(DatasetError, match="Minari dataset 'robotrl/none-v0'"):
+        from_minari("robotrl/none-v0", root=tmp_path)
+
+
+def minari_root(path):
+    from robotrl.data.minari_io import _root
+
+    return _root(path)
