@@ -41,6 +41,12 @@ def _ppo():
     return ppo.PPOConfig, ppo.make
 
 
+def _cql():
+    from robotrl.algos import cql
+
+    return cql.CQLConfig, cql.make
+
+
 def _iql():
     from robotrl.algos import iql
 
@@ -90,6 +96,7 @@ ALGORITHMS: dict[str, AlgoEntry] = {
     "td3": AlgoEntry(_td3),
     "ppo": AlgoEntry(_ppo),
     "iql": AlgoEntry(_iql),
+    "cql": AlgoEntry(_cql),
 }
 
 ENVS: dict[str, EnvEntry] = {
