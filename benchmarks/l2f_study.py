@@ -141,6 +141,15 @@ def main(argv: list[str] | None = None) -> dict:
             f"({result['disturbed_seeds_hovering']} under disturbances)",
             flush=True,
         )
+    # Variants not run now keep their saved results (same config and extra overrides).
+    saved = OUT / "l2f_study.json"
+    if saved.is_file():
+        old = json.loads(saved.read_text())
+        if old.get("config") == args.config and old.get("extra") == args.set:
+            ran = {r["variant"] for r in results}
+            results += [r for r in old["results"] if r["variant"] not in ran]
+    order = list(VARIANTS)
+    results.sort(key=lambda r: order.index(r["variant"]))
     data = {
         "machine": machine(),
         "config": args.config,

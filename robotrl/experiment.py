@@ -89,10 +89,10 @@ def parse_config(data: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(str(err)) from None
     if native and cfg.env.action_repeat != 1:
         raise ConfigError("env.action_repeat needs the jax backend (env.backend=jax)")
-    if cfg.train.dataset and (native or cfg.env.normalize_obs):
+    if (cfg.train.dataset or cfg.train.init_from) and (native or cfg.env.normalize_obs):
         raise ConfigError(
-            "train.dataset (offline) trains in the scan loop: it needs env.backend=jax and no "
-            "env.normalize_obs"
+            "train.dataset and train.init_from train in the scan loop: they need "
+            "env.backend=jax and no env.normalize_obs"
         )
     if native and cfg.train.num_seeds != 1:
         raise ConfigError("train.num_seeds > 1 needs the jax backend (one program, vmapped)")
@@ -213,14 +213,19 @@ class Experiment:
         if cfg.env.normalize_obs:
             train_env = ObsNormalization(train_env)
             eval_env = ObsNormalization(eval_env, update=False)
-        dataset = offline_data(cfg.train.dataset, self.spec) if cfg.train.dataset else None
+        dataset = None
+        if cfg.train.dataset:
+            dataset = offline_data(cfg.train.dataset, self.spec, extras=cfg.train.offline)
         return ScanSession(train_env, eval_env, self.algo, cfg.train, cfg.seed, dataset)
 
 
-def offline_data(path: str, spec: EnvSpec) -> replay.ReplayState:
-    """An offline dataset on the device as a full one-env replay buffer ``[N, 1, ...]``."""
+def offline_data(path: str, spec: EnvSpec, extras: bool = True) -> replay.ReplayState:
+    """A dataset on the device as a full one-env replay buffer ``[N, 1, ...]``; without
+    ``extras`` (Monte-Carlo returns), for mixing into an online buffer's batches."""
     dataset = data.load(path, spec)
     t = dataset.transitions
+    if not extras:
+        t = t._replace(extras=())
     rows = jax.tree.map(lambda x: jnp.asarray(x)[:, None], t)
     n = len(dataset)
     return replay.ReplayState(rows, jnp.int32(0), jnp.int32(n))
@@ -264,6 +269,8 @@ def train(
         exp = Experiment(cfg)
         session = exp.session()
         cfg = exp.resolved_config()  # the run records the backend it trained with
+        if cfg.train.init_from:
+            start_from(session, cfg.train.init_from)
         run = RunDir.create(out or default_run_path(cfg.name), config_to_dict(cfg), cfg.seed)
         store = CheckpointStore(run.checkpoints, keep=cfg.train.keep_checkpoints)
         log = MetricsLog(run)
@@ -285,6 +292,20 @@ def train(
         if log.rows:
             learning_curve({cfg.name: log.rows}, run.path / "learning_curve.png", title=cfg.name)
     return run, row
+
+
+def start_from(session: Any, run_path: str | Path) -> None:
+    """Gives every seed of ``session`` the algorithm state of ``run_path``'s latest checkpoint
+    (fine-tuning from a pretrained run); the networks must match."""
+    source = restore_run(run_path).algo_state
+    target = jax.tree.map(lambda x: x[0], session.state.algo)
+    shapes = lambda t: jax.tree.map(lambda x: (x.shape, str(x.dtype)), t)
+    if jax.tree.structure(source) != jax.tree.structure(target) or shapes(source) != shapes(target):
+        raise ConfigError(
+            f"train.init_from: the networks of {run_path} do not match this config's "
+            "(algorithm, layer sizes, critics, layer norm must be the same)"
+        )
+    session.set_algo_state(source)
 
 
 class RestoredRun(NamedTuple):

@@ -83,13 +83,8 @@ class SACConfig:
     max_grad_norm: float | None = None  # global-norm gradient clipping
     critic: ValueHeadConfig = ValueHeadConfig()  # mse | hl_gauss | two_hot
     privileged_critic: bool = False  # critic reads obs["privileged_state"] (asymmetric AC)
-    # Polyak rate of an averaged copy of the actor that the deterministic policy (evaluation,
-    # export) uses; 0: the actor itself. Smooths the update-to-update jitter of the mean action.
-    actor_ema: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.actor_ema <= 1.0:
-            raise ValueError("actor_ema must be in [0, 1]")
         if not 1 <= self.num_min <= self.num_critics:
             raise ValueError(f"num_min must be in [1, num_critics={self.num_critics}]")
         if self.actor_q_reduction not in ("min", "mean"):
@@ -107,7 +102,6 @@ class SACState(flax.struct.PyTreeNode):
     critic_opt_state: Any
     temp_opt_state: Any
     step: jax.Array  # update calls so far
-    ema_actor_params: Params = ()  # the averaged actor (``actor_ema`` > 0), else ()
 
 
 class SACNets(NamedTuple):
@@ -157,7 +151,6 @@ def init_state(key: PRNGKey, cfg: SACConfig, spec: EnvSpec, nets: SACNets) -> SA
         critic_opt_state=nets.critic_opt.init(critic_params),
         temp_opt_state=nets.temp_opt.init(log_temp),
         step=jnp.zeros((), jnp.int32),
-        ema_actor_params=jax.tree.map(jnp.copy, actor_params) if cfg.actor_ema > 0 else (),
     )
 
 
@@ -257,9 +250,6 @@ def actor_step(
         nets.actor_opt, state.actor_params, state.actor_opt_state, grads
     )
     state = state.replace(actor_params=actor_params, actor_opt_state=actor_opt_state)
-    if cfg.actor_ema > 0:
-        ema = polyak(state.ema_actor_params, actor_params, cfg.actor_ema)
-        state = state.replace(ema_actor_params=ema)
     if cfg.learn_temperature:
         temp_grad = jax.grad(temperature_loss)(state.log_temp, logp, nets.target_entropy)
         log_temp, temp_opt_state = apply_gradients(
@@ -305,15 +295,10 @@ def make(cfg: SACConfig, spec: EnvSpec) -> Algorithm:
     stochastic, deterministic = make_policies(nets)
 
     def make_policy(state: SACState, deterministic_: bool) -> tuple[Policy, Params]:
-        if deterministic_:
-            return deterministic, deterministic_params(state)
-        return stochastic, state.actor_params
-
-    def deterministic_params(state: SACState) -> Params:
-        return state.ema_actor_params if cfg.actor_ema > 0 else state.actor_params
+        return (deterministic if deterministic_ else stochastic), state.actor_params
 
     def describe_policy(state: SACState) -> tuple[dict, dict]:
-        mlp = deterministic_params(state)["params"]["MLP_0"]
+        mlp = state.actor_params["params"]["MLP_0"]
         return mlp_program(mlp, cfg.activation, cfg.actor_layer_norm, head="tanh_mean")
 
     return Algorithm(

@@ -18,15 +18,25 @@ class TrainConfig:
     keep_checkpoints: int = 3  # orbax keeps this many latest checkpoints
     save_buffer: bool = True  # checkpoint the replay buffer too (exact resume)
     num_seeds: int = 1  # scan loop: seeds trained side by side in one vmapped program
-    # Offline: train on this dataset folder (``robotrl dataset collect``) instead of collecting;
-    # the env only evaluates, and steps count gradient steps (needs num_envs 1).
+    # A dataset folder (``robotrl dataset collect``). With offline_fraction 1 the run is offline:
+    # updates sample only the dataset, the env only evaluates, and steps count gradient steps
+    # (num_envs 1). Below 1, an online run whose batches mix that share of dataset transitions
+    # with its own (RLPD-style "retain the offline data").
     dataset: str = ""
+    offline_fraction: float = 1.0
+    # Fine-tuning: start from this run's (latest checkpoint's) algorithm state, every seed.
+    init_from: str = ""
+    # True: uniform random actions until learning_starts; False: the policy acts (WSRL's
+    # warmup: the pretrained policy fills a fresh buffer before any gradient step).
+    random_warmup: bool = True
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "num_envs", "log_every", "eval_episodes", "num_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
-        if self.dataset and self.num_envs != 1:
+        if not 0.0 <= self.offline_fraction <= 1.0:
+            raise ValueError("offline_fraction must be in [0, 1]")
+        if self.offline and self.num_envs != 1:
             raise ValueError("an offline run (dataset) counts gradient steps: num_envs must be 1")
         if self.log_every % self.num_envs:
             raise ValueError(
@@ -35,3 +45,8 @@ class TrainConfig:
         for name in ("learning_starts", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+
+    @property
+    def offline(self) -> bool:
+        """Trains on ``dataset`` alone (no env steps)."""
+        return bool(self.dataset) and self.offline_fraction >= 1.0

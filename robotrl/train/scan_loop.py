@@ -89,7 +89,7 @@ def make_init(env: Any, algo: Algorithm, cfg: TrainConfig):
     """``init(key) -> LoopState`` for one seed; ``env`` is batched (``make_training_env``)."""
     num_envs = cfg.num_envs
     # Offline runs sample the dataset, never their own buffer (kept one row long).
-    capacity = num_envs if cfg.dataset else buffer_capacity(algo, cfg)
+    capacity = num_envs if cfg.offline else buffer_capacity(algo, cfg)
 
     def init(key: PRNGKey) -> LoopState:
         k_algo, k_env, k_loop = jax.random.split(key, 3)
@@ -133,23 +133,28 @@ def make_chunk(env: Any, algo: Algorithm, cfg: TrainConfig):
     # transition's reward recomputed for the current stage, as if the buffer were relabelled.
     relabel = getattr(env.unwrapped, "relabel_reward", None)
 
-    def data_for_update(buffer: replay.ReplayState, env_steps: jax.Array, key: PRNGKey):
-        """(ready, batch): what ``algo.update`` consumes after this step, and whether it is due."""
+    def data_for_update(buffer: replay.ReplayState, env_steps: jax.Array, key: PRNGKey, data):
+        """(ready, batch): what ``algo.update`` consumes after this step, and whether it is due;
+        ``data`` (a retained offline dataset) supplies ``offline_fraction`` of each batch."""
         if on_policy:
             ready, batch = (env_steps // cfg.num_envs) % algo.rollout_length == 0, buffer.data
         else:
-            batch = replay.sample(buffer, key, algo.config.batch_size * algo.config.utd)
+            size = algo.config.batch_size * algo.config.utd
+            if data is None:
+                batch = replay.sample(buffer, key, size)
+            else:
+                batch = replay.sample_mixed(key, data, buffer, size, cfg.offline_fraction)
             ready = env_steps > cfg.learning_starts
         if relabel is not None:
             batch = batch._replace(reward=relabel(batch, env_steps))
         return ready, batch
 
-    def iteration(s: LoopState, _) -> tuple[LoopState, ChunkOut]:
+    def iteration(s: LoopState, data: replay.ReplayState | None) -> tuple[LoopState, ChunkOut]:
         key, k_act, k_rand, k_sample, k_update = jax.random.split(s.key, 5)
         policy, params = algo.make_policy(s.algo, False)
         obs = s.env.obs
         action, carry, extras = policy.step(params, s.policy_carry, obs, k_act)
-        if not on_policy:  # uniform random actions until learning starts
+        if not on_policy and cfg.random_warmup:  # uniform random actions until learning starts
             random_action = jax.random.uniform(
                 k_rand,
                 action.shape,
@@ -176,7 +181,7 @@ def make_chunk(env: Any, algo: Algorithm, cfg: TrainConfig):
         env_steps = s.env_steps + cfg.num_envs
 
         # Sampled outside the cond: a cond operand as large as the buffer gets copied.
-        ready, batch = data_for_update(buffer, env_steps, k_sample)
+        ready, batch = data_for_update(buffer, env_steps, k_sample, data)
         metric_shapes = jax.eval_shape(algo.update, s.algo, batch, k_update)[1]
         skip = lambda st, b, k: (
             st,
@@ -222,11 +227,10 @@ def make_chunk(env: Any, algo: Algorithm, cfg: TrainConfig):
         return s.replace(algo=algo_state, key=key, env_steps=s.env_steps + 1), out
 
     def chunk(state: LoopState, data: replay.ReplayState | None) -> tuple[LoopState, ChunkOut]:
-        """``data``: the offline dataset (shared by the seeds), or None to collect online."""
-        if data is not None:
-            step = lambda s, _: offline_iteration(s, data)
-            return jax.lax.scan(step, state, None, length=iterations)
-        return jax.lax.scan(iteration, state, None, length=iterations)
+        """``data``: the dataset (shared by the seeds) of an offline run, or retained by an
+        online one; None when there is none."""
+        body = offline_iteration if cfg.offline else iteration
+        return jax.lax.scan(lambda s, _: body(s, data), state, None, length=iterations)
 
     return chunk
 
@@ -357,6 +361,15 @@ class ScanSession:
         return EvalResult(
             np.asarray(returns), {k: np.asarray(v) for k, v in metrics.items()}, success
         )
+
+    def set_algo_state(self, algo_state: Any) -> None:
+        """Every seed's algorithm state becomes ``algo_state`` (one seed's, e.g. pretrained)."""
+        tile = lambda x: jnp.array(jnp.broadcast_to(x, (self.num_seeds, *x.shape)))
+        batched = jax.tree.map(tile, algo_state)
+        state = self.state.replace(algo=batched)
+        if self._shardings is not None:
+            state = jax.device_put(state, self._shardings)
+        self.state = state
 
     def obs_stats(self) -> Any:
         """The running observation statistics ``[S, ...]`` when the env normalises, else None."""
