@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robotrl.algos import sac, td3
+from robotrl.algos import cql, iql, sac, td3
 from robotrl.nets import ValueHeadConfig
 from robotrl.types import ArraySpec, EnvSpec, Transition
 
@@ -22,7 +22,12 @@ SPEC = EnvSpec(
 )
 PRIV_SPEC = dataclasses.replace(SPEC, privileged_obs=ArraySpec((9,)))
 SMALL = dict(actor_hidden=(16, 16), critic_hidden=(16, 16), batch_size=8)
-CONFIGS = {"sac": (sac.SACConfig, sac.make), "td3": (td3.TD3Config, td3.make)}
+CONFIGS = {
+    "sac": (sac.SACConfig, sac.make),
+    "td3": (td3.TD3Config, td3.make),
+    "iql": (iql.IQLConfig, iql.make),
+    "cql": (cql.CQLConfig, cql.make),
+}
 
 
 def make_algo(name, head, spec=SPEC, **kw):
@@ -34,6 +39,28 @@ ALGOS = {name: (lambda head, _n=name, **kw: make_algo(_n, head, **kw)) for name 
 EXPECTED = {
     "sac": {"critic_loss", "actor_loss", "q_mean", "target_mean", "entropy", "temperature"},
     "td3": {"critic_loss", "actor_loss", "q_mean", "target_mean"},
+    "iql": {
+        "critic_loss",
+        "actor_loss",
+        "q_mean",
+        "target_mean",
+        "value_loss",
+        "v_mean",
+        "advantage_mean",
+        "weight_mean",
+        "td_error",
+    },
+    "cql": {
+        "critic_loss",
+        "actor_loss",
+        "q_mean",
+        "target_mean",
+        "entropy",
+        "temperature",
+        "cql_penalty",
+        "calql_floored",
+        "q_data",
+    },
 }
 HEADS = ["mse", "hl_gauss", "two_hot"]
 
