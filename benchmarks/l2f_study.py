@@ -184,10 +184,11 @@ def plot(data: dict) -> Path:
     ax.set_ylim(0, seeds)
     ax.set_ylabel(f"seeds hovering (of {seeds})")
     ax.set_title(
-        f"Learning to Fly ablations, {rows[0]['steps'] / 1e6:.1f}M steps "
+        f"Learning to Fly ablations, {rows[0]['steps'] / 1e6:.1f}M steps per seed\n"
         f"(dots: each seed's success rate x {seeds})"
         if rows
-        else "Learning to Fly ablations"
+        else "Learning to Fly ablations",
+        fontsize=10,
     )
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)

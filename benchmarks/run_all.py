@@ -1,7 +1,8 @@
 """``make bench``: every benchmark, one markdown report with the machine and the date.
 
 ``python -m benchmarks.run_all NAME ...`` runs only the named benchmarks and renders the others
-from their last saved results (``benchmarks/out/<name>.json``), marked with their own date.
+from their last saved results (``benchmarks/out/<name>.json``), marked with their own date;
+``--render`` runs nothing and renders them all.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _name(bench) -> str:
     return bench.__name__.rsplit(".", 1)[-1]
 
 
-def main(only: list[str] | None = None) -> None:
+def main(only: list[str] | None = None, render: bool = False) -> None:
     names = [_name(b) for b in BENCHMARKS]
     unknown = sorted(set(only or ()) - set(names))
     if unknown:
@@ -62,7 +63,7 @@ def main(only: list[str] | None = None) -> None:
     ]
     for bench in BENCHMARKS:
         name, saved = _name(bench), OUT / f"{_name(bench)}.json"
-        if only and name not in only:
+        if render or (only and name not in only):
             if not saved.exists():
                 sections += [f"## {name}", "", "(not run yet)", ""]
                 continue
@@ -77,4 +78,5 @@ def main(only: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    args = sys.argv[1:]
+    main([a for a in args if a != "--render"], render="--render" in args)

@@ -125,6 +125,15 @@ def report(data: dict) -> str:
         f"{m['robotrl']['train_wall_s']:.0f} s); RLtools one after another: "
         f"{sum(x is not None for x in seq)}/{MANY} hover, {seq_total:.0f} s of training in all.",
     ]
+    warm, peer = s["robotrl_warm"]["time_to_solve_s"], rl.get("time_to_hover_s")
+    if warm is not None and peer:
+        lines.append(f"One seed: robotrl (warm) / RLtools = {warm / peer:.1f}x (goal <= 3x).")
+    many_time = m["robotrl"]["time_to_solve_s"]
+    if many_time is not None:
+        lines.append(
+            f"{MANY} seeds: robotrl all hovering / RLtools' sequential training = "
+            f"{many_time / seq_total:.2f}x (goal <= 1x)."
+        )
     return "\n".join(lines)
 
 
