@@ -21,6 +21,7 @@ from benchmarks import (
     quadrotor_vs_l2f,
     sac_updates,
     time_to_hover,
+    wsrl_study,
 )
 from benchmarks.common import OUT, ROOT, machine
 
@@ -35,6 +36,7 @@ BENCHMARKS = (
     time_to_hover,
     carl_minibatch,
     l2f_study,
+    wsrl_study,
 )
 
 
