@@ -13,6 +13,7 @@ import sys
 from benchmarks import (
     c_policy,
     carl_minibatch,
+    dual_rl_study,
     env_throughput,
     l2f_study,
     mjx_vs_native,
@@ -37,6 +38,7 @@ BENCHMARKS = (
     carl_minibatch,
     l2f_study,
     wsrl_study,
+    dual_rl_study,
 )
 
 

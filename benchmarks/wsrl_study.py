@@ -128,11 +128,12 @@ def offline_q(run: Path, dataset: Path, rows: int = 1024) -> dict[str, list]:
     return out
 
 
-def run_task(task: str, root: Path) -> dict:
+def medium_dataset(task: str, root: Path) -> tuple[Path, float]:
+    """Trains the task's SAC preset, collects the medium dataset from its ``medium_step``
+    checkpoint into ``root / "medium"``; returns the folder and the behaviour return."""
     from robotrl.config import load_yaml
     from robotrl.data import collect_from
     from robotrl.data import save as save_dataset
-    from robotrl.runs import read_metrics
 
     spec = TASKS[task]
     behaviour_cfg = load_yaml(ROOT / spec["preset"])
@@ -151,6 +152,14 @@ def run_task(task: str, root: Path) -> dict:
         seed=1,
     )
     save_dataset(ds, dataset)
+    return dataset, ds.meta["behaviour_return_mean"]
+
+
+def run_task(task: str, root: Path) -> dict:
+    from robotrl.runs import read_metrics
+
+    spec = TASKS[task]
+    dataset, behaviour_return = medium_dataset(task, root)
     pretrain_cfg = {
         "name": f"calql_{task}",
         "env": {"name": task},
@@ -179,7 +188,7 @@ def run_task(task: str, root: Path) -> dict:
             "run": str(run),
         }
     return {
-        "behaviour_return": ds.meta["behaviour_return_mean"],
+        "behaviour_return": behaviour_return,
         "pretrained_return": pretrained_return,
         "dataset": str(dataset),
         "variants": variants,
