@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine, save
-from benchmarks.wsrl_study import TASKS, medium_dataset
+from benchmarks.wsrl_study import TASKS, _env, medium_dataset
 
 SEEDS = 3
 GUMBEL_BETA = 0.1
@@ -36,7 +36,7 @@ def run_loss(task: str, loss: str, dataset: Path, root: Path, steps: int) -> dic
     spec = TASKS[task]
     cfg = {
         "name": f"{loss}_{task}",
-        "env": {"name": task},
+        "env": _env(spec),
         "algo": {
             "name": "iql",
             "actor_hidden": spec["algo"]["actor_hidden"],

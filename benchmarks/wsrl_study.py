@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import ROOT, machine, save
+from benchmarks.common import OUT, ROOT, machine, save
 
 RESULTS = ROOT / "benchmarks" / "results"
 SEEDS = 5
@@ -43,6 +43,27 @@ TASKS = {
         "warmup": 1000,
         "eval_every": 1000,
         "algo": {"actor_hidden": [64, 64], "critic_hidden": [64, 64], "batch_size": 256},
+        "num_envs": 1,
+    },
+    # Learning to Fly's SAC (the preset's networks, asymmetric critic, action history); the
+    # medium policy is the preset's checkpoint at 400k steps.
+    "quadrotor": {
+        "preset": "configs/sac_quadrotor.yaml",
+        "medium_step": 400_000,
+        "transitions": 200_000,
+        "pretrain_steps": 20_000,
+        "online_steps": 200_000,
+        "warmup": 5_000,
+        "eval_every": 25_000,
+        "algo": {
+            "actor_hidden": [32, 32],
+            "critic_hidden": [32, 32],
+            "activation": "tanh",
+            "batch_size": 256,
+            "target_entropy": -4.0,
+            "privileged_critic": True,
+        },
+        "num_envs": 5,
     },
 }
 VARIANTS = ("wsrl", "no_warmup", "retain", "scratch")
@@ -55,8 +76,15 @@ def _train(cfg: dict, out: Path) -> Path:
     return out
 
 
+def _env(spec: dict) -> dict:
+    from robotrl.config import load_yaml
+
+    return load_yaml(ROOT / spec["preset"])["env"]
+
+
 def _variant_config(task: str, spec: dict, variant: str, pretrained: Path, dataset: Path) -> dict:
     train = {
+        "num_envs": spec["num_envs"],
         "total_steps": spec["online_steps"],
         "log_every": spec["eval_every"] // 2,
         "eval_every": spec["eval_every"],
@@ -77,7 +105,7 @@ def _variant_config(task: str, spec: dict, variant: str, pretrained: Path, datas
         train.update(dataset=str(dataset), offline_fraction=0.5)
     return {
         "name": f"wsrl_{task}_{variant}",
-        "env": {"name": task},
+        "env": _env(spec),
         "algo": {"name": "sac", **spec["algo"]},
         "train": train,
     }
@@ -162,7 +190,7 @@ def run_task(task: str, root: Path) -> dict:
     dataset, behaviour_return = medium_dataset(task, root)
     pretrain_cfg = {
         "name": f"calql_{task}",
-        "env": {"name": task},
+        "env": _env(spec),
         "algo": {"name": "cql", "calql": True, **spec["algo"]},
         "train": {
             "dataset": str(dataset),
@@ -213,6 +241,10 @@ def main(argv: list[str] | None = None) -> dict:
     for task in args.tasks:
         print(f"WSRL study: {task}", flush=True)
         results[task] = run_task(task, Path(tempfile.mkdtemp(prefix=f"wsrl-{task}-")))
+    saved = OUT / "wsrl_study.json"
+    if saved.is_file():  # tasks not run now keep their saved results
+        old = json.loads(saved.read_text())["results"]
+        results = {**{k: v for k, v in old.items() if k not in results}, **results}
     data = {"machine": machine(), "seeds": SEEDS, "results": results}
     save("wsrl_study", data)
     plot(data)
