@@ -191,6 +191,21 @@ class Experiment:
         env = dataclasses.replace(self.cfg.env, backend=self.backend)
         return dataclasses.replace(self.cfg, env=env)
 
+    def _episodes(self) -> dict[str, Any]:
+        env = self.cfg.env
+        return dict(
+            episode_length=env.episode_length,
+            action_repeat=env.action_repeat,
+            randomize=self._randomize,
+        )
+
+    def training_env(self, num_envs: int):
+        """A batch of ``num_envs`` auto-resetting envs as the run trains in: functional
+        (``make_training_env``), or host envs on the native backend."""
+        if self.is_host:
+            return self._make_host(num_envs)
+        return make_training_env(self.base_env, num_envs, **self._episodes())
+
     def session(self):
         cfg = self.cfg
         if self.is_host:
@@ -202,14 +217,8 @@ class Experiment:
                 cfg.seed,
                 normalize_obs=cfg.env.normalize_obs,
             )
-        randomize = self._randomize
-        common = dict(
-            episode_length=cfg.env.episode_length,
-            action_repeat=cfg.env.action_repeat,
-            randomize=randomize,
-        )
-        train_env = make_training_env(self.base_env, cfg.train.num_envs, **common)
-        eval_env = make_eval_env(self.base_env, cfg.train.eval_episodes, **common)
+        train_env = self.training_env(cfg.train.num_envs)
+        eval_env = make_eval_env(self.base_env, cfg.train.eval_episodes, **self._episodes())
         if cfg.env.normalize_obs:
             train_env = ObsNormalization(train_env)
             eval_env = ObsNormalization(eval_env, update=False)
@@ -297,10 +306,11 @@ def train(
 def start_from(session: Any, run_path: str | Path) -> None:
     """Gives every seed of ``session`` the algorithm state of ``run_path``'s latest checkpoint
     (fine-tuning from a pretrained run); the networks must match."""
+    from robotrl.train.scan_loop import select_seed
+
     source = restore_run(run_path).algo_state
-    target = jax.tree.map(lambda x: x[0], session.state.algo)
     shapes = lambda t: jax.tree.map(lambda x: (x.shape, str(x.dtype)), t)
-    if jax.tree.structure(source) != jax.tree.structure(target) or shapes(source) != shapes(target):
+    if shapes(source) != shapes(select_seed(session.state, 0).algo):
         raise ConfigError(
             f"train.init_from: the networks of {run_path} do not match this config's "
             "(algorithm, layer sizes, critics, layer norm must be the same)"

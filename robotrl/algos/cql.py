@@ -74,56 +74,45 @@ def conservative_penalty(
     return (lse - q_data).mean(axis=1), floored
 
 
-def make_critic_loss(cfg: CQLConfig, spec: EnvSpec, nets: sac.SACNets):
-    action_dim = spec.action_dim
-    n = cfg.cql_samples
+def critic_loss(
+    critic_params: Params,
+    state: sac.SACState,
+    batch: Transition,
+    key: PRNGKey,
+    cfg: CQLConfig,
+    nets: sac.SACNets,
+) -> tuple[jax.Array, Metrics]:
+    """SAC's critic loss plus ``cql_alpha`` times the conservative penalty (both averaged over
+    the critics); ``batch.extras["mc_return"]`` floors the policy-action values with Cal-QL."""
+    k_td, k_rand, k_cur, k_next = jax.random.split(key, 4)
+    td_loss, metrics = sac.critic_loss(critic_params, state, batch, k_td, cfg, nets)
+    obs = critic_obs(batch.obs, cfg.privileged_critic)
+    n, (batch_size, action_dim) = cfg.cql_samples, batch.action.shape
 
-    def loss(
-        critic_params: Params,
-        state: sac.SACState,
-        batch: Transition,
-        key: PRNGKey,
-        cfg_: sac.SACConfig,
-        nets_: sac.SACNets,
-    ) -> tuple[jax.Array, Metrics]:
-        k_td, k_rand, k_cur, k_next = jax.random.split(key, 4)
-        td_loss, metrics = sac.critic_loss(critic_params, state, batch, k_td, cfg_, nets_)
-        obs = critic_obs(batch.obs, cfg.privileged_critic)
-        batch_size = batch.reward.shape[0]
+    def q_at(actions):  # [n, B, A] -> [N, n, B]
+        q = jax.vmap(lambda a: sac.critic_values(nets, critic_params, obs, a))(actions)
+        return jnp.swapaxes(q, 0, 1)
 
-        def q_at(actions):  # [n, B, A] -> [N, n, B]
-            q = jax.vmap(lambda a: sac.critic_values(nets, critic_params, obs, a))(actions)
-            return jnp.swapaxes(q, 0, 1)
+    def policy_actions(which, k):
+        mean, log_std = nets.actor.apply(state.actor_params, actor_obs(which))
+        keys = jax.random.split(k, n)
+        a, logp = jax.vmap(lambda kk: tanh_gaussian_sample(mean, log_std, kk))(keys)
+        return jax.lax.stop_gradient(a), jax.lax.stop_gradient(logp)  # [n, B, A], [n, B]
 
-        def policy_actions(which, k):
-            mean, log_std = nets.actor.apply(state.actor_params, actor_obs(which))
-            keys = jax.random.split(k, n)
-            a, logp = jax.vmap(lambda kk: tanh_gaussian_sample(mean, log_std, kk))(keys)
-            return jax.lax.stop_gradient(a), jax.lax.stop_gradient(logp)  # [n, B, A], [n, B]
-
-        uniform = jax.random.uniform(k_rand, (n, batch_size, action_dim), minval=-1, maxval=1)
-        a_cur, logp_cur = policy_actions(batch.obs, k_cur)
-        a_next, logp_next = policy_actions(batch.next_obs, k_next)
-        q_policy = q_at(jnp.concatenate([a_cur, a_next]))
-        logp = jnp.concatenate([logp_cur, logp_next])
-        q_data = sac.critic_values(nets, critic_params, obs, nets.scaler.from_env(batch.action))
-        floor = batch.extras["mc_return"] if cfg.calql else None
-        penalty, floored = conservative_penalty(
-            q_data, q_at(uniform), q_policy, logp, action_dim, cfg.cql_temperature, floor
-        )
-        total = td_loss + cfg.cql_alpha * penalty.mean()  # both averaged over critics
-        return total, {
-            **metrics,
-            "cql_penalty": penalty.mean(),
-            "calql_floored": floored,
-            "q_data": q_data.mean(),
-        }
-
-    return loss
+    uniform = jax.random.uniform(k_rand, (n, batch_size, action_dim), minval=-1, maxval=1)
+    a_cur, logp_cur = policy_actions(batch.obs, k_cur)
+    a_next, logp_next = policy_actions(batch.next_obs, k_next)
+    q_policy = q_at(jnp.concatenate([a_cur, a_next]))
+    logp = jnp.concatenate([logp_cur, logp_next])
+    q_data = sac.critic_values(nets, critic_params, obs, nets.scaler.from_env(batch.action))
+    floor = batch.extras["mc_return"] if cfg.calql else None
+    penalty, floored = conservative_penalty(
+        q_data, q_at(uniform), q_policy, logp, action_dim, cfg.cql_temperature, floor
+    )
+    total = td_loss + cfg.cql_alpha * penalty.mean()
+    return total, {**metrics, "cql_penalty": penalty.mean(), "calql_floored": floored}
 
 
 def make(cfg: CQLConfig, spec: EnvSpec) -> Algorithm:
     """SAC with the conservative critic loss (Cal-QL with ``calql=True``)."""
-    base = sac.make(cfg, spec)
-    nets = sac.make_nets(cfg, spec)
-    return base._replace(update=sac.make_update(cfg, nets, make_critic_loss(cfg, spec, nets)))
+    return sac.make(cfg, spec, critic_loss)

@@ -289,8 +289,9 @@ def make_policies(nets: SACNets) -> tuple[Policy, Policy]:
     return Policy(no_carry, stochastic), Policy(no_carry, deterministic)
 
 
-def make(cfg: SACConfig, spec: EnvSpec) -> Algorithm:
-    """The SAC algorithm bundle for one env spec."""
+def make(cfg: SACConfig, spec: EnvSpec, loss_fn=critic_loss) -> Algorithm:
+    """The SAC algorithm bundle for one env spec; ``loss_fn`` is the critic loss (CQL/Cal-QL
+    pass theirs)."""
     nets = make_nets(cfg, spec)
     stochastic, deterministic = make_policies(nets)
 
@@ -304,7 +305,7 @@ def make(cfg: SACConfig, spec: EnvSpec) -> Algorithm:
     return Algorithm(
         config=cfg,
         init=lambda key: init_state(key, cfg, spec, nets),
-        update=make_update(cfg, nets),
+        update=make_update(cfg, nets, loss_fn),
         make_policy=make_policy,
         describe_policy=describe_policy,
     )

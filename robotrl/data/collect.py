@@ -17,8 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from robotrl.config import to_dict
 from robotrl.data.dataset import Dataset, from_streams
-from robotrl.types import STATE_KEY, Transition
+from robotrl.envs.normalize import map_state
+from robotrl.types import Transition
 
 
 def _behaviour(exp: Any, algo_state: Any, stats: Any, deterministic: bool):
@@ -31,10 +33,7 @@ def _behaviour(exp: Any, algo_state: Any, stats: Any, deterministic: bool):
 
     def act(obs, key):
         if stats is not None:
-            if isinstance(obs, dict):
-                obs = {**obs, STATE_KEY: stats.normalize(obs[STATE_KEY])}
-            else:
-                obs = stats.normalize(obs)
+            obs = map_state(obs, stats.normalize)
         return policy.step(params, (), obs, key)[0]
 
     return act
@@ -47,16 +46,7 @@ def _uniform(spec, key, batch: int) -> jax.Array:
 
 
 def _functional_streams(exp, act, transitions: int, num_envs: int, seed: int) -> Transition:
-    from robotrl.envs import make_training_env
-
-    cfg = exp.cfg.env
-    env = make_training_env(
-        exp.base_env,
-        num_envs,
-        episode_length=cfg.episode_length,
-        action_repeat=cfg.action_repeat,
-        randomize=exp._randomize,
-    )
+    env = exp.training_env(num_envs)
     steps = math.ceil(transitions / num_envs)
 
     def step(state, key):
@@ -81,7 +71,7 @@ def _functional_streams(exp, act, transitions: int, num_envs: int, seed: int) ->
 
 
 def _host_streams(exp, act, transitions: int, num_envs: int, seed: int) -> Transition:
-    env = exp._make_host(num_envs)
+    env = exp.training_env(num_envs)
     steps = math.ceil(transitions / num_envs)
     act = None if act is None else jax.jit(act)
     rng, key = np.random.default_rng(seed), jax.random.PRNGKey(seed)
@@ -125,13 +115,7 @@ def collect(
     streams = streams_of(exp, act, transitions, num_envs, seed)
     meta = {
         "env_name": exp.cfg.env.name,
-        "env": {
-            "name": exp.cfg.env.name,
-            "options": dict(exp.cfg.env.options),
-            "episode_length": exp.cfg.env.episode_length,
-            "action_repeat": exp.cfg.env.action_repeat,
-            "randomize": exp.cfg.env.randomize,
-        },
+        "env": to_dict(exp.cfg.env),
         "behaviour": {
             "policy": "random" if algo_state is None else "checkpoint",
             "deterministic": deterministic,

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from robotrl.types import EnvSpec, Transition
@@ -55,48 +57,55 @@ class Dataset:
     def done(self) -> np.ndarray:
         return np.logical_or(self.transitions.terminated, self.transitions.truncated)
 
-    @property
-    def mc_return(self) -> np.ndarray:
-        return self.transitions.extras["mc_return"]
-
     def episode_returns(self) -> np.ndarray:
         """Undiscounted return of every episode, in order."""
-        ends = np.flatnonzero(self.done)
-        sums = np.cumsum(self.transitions.reward, dtype=np.float64)
-        return np.diff(np.concatenate([[0.0], sums[ends]]))
-
-    def select(self, rows: np.ndarray) -> Dataset:
-        """The rows ``rows`` (whole episodes, for the boundaries to stay right)."""
-        pick = lambda x: np.asarray(x[rows])
-        t = self.transitions
-        return Dataset(
-            Transition(
-                obs=_map(pick, t.obs),
-                action=pick(t.action),
-                reward=pick(t.reward),
-                terminated=pick(t.terminated),
-                truncated=pick(t.truncated),
-                next_obs=_map(pick, t.next_obs),
-                extras={"mc_return": pick(t.extras["mc_return"])},
-            ),
-            dict(self.meta),
-        )
+        return episode_returns(self.transitions.reward, self.done)
 
 
-def _map(fn, obs):
-    return {k: fn(v) for k, v in obs.items()} if isinstance(obs, Mapping) else fn(obs)
+def episode_returns(reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+    """Undiscounted return of every episode that ends (``done``) in ``reward [N]``, in order;
+    steps after the last end are not counted."""
+    ends = np.flatnonzero(done)
+    sums = np.cumsum(np.asarray(reward, np.float64))
+    return np.diff(np.concatenate([[0.0], sums[ends]]))
 
 
 def mc_returns(reward: np.ndarray, done: np.ndarray, gamma: float) -> np.ndarray:
-    """Discounted return to the end of each step's episode, ``[N]`` (episodes contiguous)."""
-    out = np.empty(len(reward), np.float64)
-    running = 0.0
-    for i in range(len(reward) - 1, -1, -1):
-        if done[i]:
-            running = 0.0
-        running = float(reward[i]) + gamma * running
-        out[i] = running
-    return out.astype(np.float32)
+    """Discounted return to the end of each step's episode, ``[N]`` (episodes contiguous): one
+    reverse ``lax.scan``."""
+
+    def back(running, step):
+        r, d = step
+        running = r + gamma * jnp.where(d, 0.0, running)
+        return running, running
+
+    xs = (jnp.asarray(reward, jnp.float32), jnp.asarray(done, bool))
+    return np.asarray(jax.lax.scan(back, jnp.float32(0.0), xs, reverse=True)[1])
+
+
+def _assemble(raw: Transition, gamma: float, meta: dict[str, Any]) -> Dataset:
+    """The dataset of ``raw`` transitions ``[N]`` (episodes contiguous): dtypes fixed, the
+    Monte-Carlo returns for ``gamma`` in ``extras``, counts in ``meta``."""
+    terminated = np.asarray(raw.terminated, bool)
+    truncated = np.asarray(raw.truncated, bool)
+    reward = np.asarray(raw.reward, np.float32)
+    t = raw._replace(
+        action=np.asarray(raw.action, np.float32),
+        reward=reward,
+        terminated=terminated,
+        truncated=truncated,
+        extras={"mc_return": mc_returns(reward, terminated | truncated, gamma)},
+    )
+    returns = episode_returns(reward, terminated | truncated)
+    meta = {
+        **meta,
+        "gamma": gamma,
+        "num_transitions": len(reward),
+        "num_episodes": len(returns),
+        "return_mean": float(returns.mean()) if len(returns) else float("nan"),
+        "return_std": float(returns.std()) if len(returns) else float("nan"),
+    }
+    return Dataset(t, meta)
 
 
 def from_streams(streams: Transition, gamma: float, meta: dict[str, Any]) -> Dataset:
@@ -107,36 +116,23 @@ def from_streams(streams: Transition, gamma: float, meta: dict[str, Any]) -> Dat
     behaviour policy; counts and ``gamma`` are added.
     """
     steps, num_envs = np.asarray(streams.reward).shape
-    # env-major: all of env 0's steps, then env 1's... (each env's episodes stay contiguous)
-    flat = lambda x: np.swapaxes(np.asarray(x), 0, 1).reshape(steps * num_envs, *x.shape[2:])
     env_done = np.logical_or(streams.terminated, streams.truncated)
     # The behaviour's return: episodes the env ended (not the ones the collection cut).
-    ep_sums = np.cumsum(np.asarray(streams.reward, np.float64), axis=0)
-    complete = []
-    for e in range(num_envs):
-        ends = np.flatnonzero(env_done[:, e])
-        complete.extend(np.diff(np.concatenate([[0.0], ep_sums[ends, e]])).tolist())
+    complete = np.concatenate(
+        [episode_returns(np.asarray(streams.reward)[:, e], env_done[:, e]) for e in range(num_envs)]
+    )
     truncated = np.asarray(streams.truncated).copy()
     truncated[-1] = np.logical_not(np.asarray(streams.terminated)[-1])
-    terminated, truncated, reward = flat(streams.terminated), flat(truncated), flat(streams.reward)
-    done = np.logical_or(terminated, truncated)
-    transitions = Transition(
-        obs=_map(flat, streams.obs),
-        action=flat(streams.action).astype(np.float32),
-        reward=reward.astype(np.float32),
-        terminated=terminated.astype(bool),
-        truncated=truncated.astype(bool),
-        next_obs=_map(flat, streams.next_obs),
-        extras={"mc_return": mc_returns(reward, done, gamma)},
-    )
+    # env-major: all of env 0's steps, then env 1's... (each env's episodes stay contiguous)
+    flat = lambda x: np.swapaxes(np.asarray(x), 0, 1).reshape(steps * num_envs, *x.shape[2:])
+    raw = jax.tree.map(flat, streams._replace(truncated=truncated))
     meta = {
         **meta,
-        "gamma": gamma,
-        "behaviour_return_mean": float(np.mean(complete)) if complete else None,
+        "behaviour_return_mean": float(np.mean(complete)) if len(complete) else None,
         "behaviour_episodes": len(complete),
         "cut_episodes": int(num_envs - env_done[-1].sum()),
     }
-    return Dataset(transitions, _with_counts(meta, transitions))
+    return _assemble(raw, gamma, meta)
 
 
 def from_episodes(episodes: Sequence[Mapping[str, Any]], gamma: float, meta: dict) -> Dataset:
@@ -151,42 +147,16 @@ def from_episodes(episodes: Sequence[Mapping[str, Any]], gamma: float, meta: dic
         if len(truncated) == 0:
             raise DatasetError("an episode has no steps")
         truncated[-1] |= not bool(np.asarray(ep["terminated"])[-1])
-        parts.append({**ep, "truncated": truncated})
-    cat = lambda key: _map_many(lambda *xs: np.concatenate(xs), [p[key] for p in parts])
-    reward = cat("reward").astype(np.float32)
-    terminated, truncated = cat("terminated").astype(bool), cat("truncated").astype(bool)
-    transitions = Transition(
-        obs=cat("obs"),
-        action=cat("action").astype(np.float32),
-        reward=reward,
-        terminated=terminated,
-        truncated=truncated,
-        next_obs=cat("next_obs"),
-        extras={"mc_return": mc_returns(reward, terminated | truncated, gamma)},
-    )
-    returns = [float(np.sum(p["reward"], dtype=np.float64)) for p in parts]
+        parts.append(Transition(**{**ep, "truncated": truncated}))
+    raw = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+    returns = [float(np.sum(p.reward, dtype=np.float64)) for p in parts]
     meta = {
         **meta,
-        "gamma": gamma,
         "behaviour_return_mean": float(np.mean(returns)),
         "behaviour_episodes": len(returns),
         "cut_episodes": 0,
     }
-    return Dataset(transitions, _with_counts(meta, transitions))
-
-
-def _with_counts(meta: dict[str, Any], t: Transition) -> dict[str, Any]:
-    done = np.logical_or(t.terminated, t.truncated)
-    ends = np.flatnonzero(done)
-    sums = np.cumsum(t.reward, dtype=np.float64)
-    returns = np.diff(np.concatenate([[0.0], sums[ends]])) if len(ends) else np.zeros(0)
-    return {
-        **meta,
-        "num_transitions": len(t.reward),
-        "num_episodes": len(ends),
-        "return_mean": float(returns.mean()) if len(returns) else float("nan"),
-        "return_std": float(returns.std()) if len(returns) else float("nan"),
-    }
+    return _assemble(raw, gamma, meta)
 
 
 def _arrays(t: Transition) -> dict[str, np.ndarray]:
@@ -218,7 +188,6 @@ def save(dataset: Dataset, path: str | Path) -> Path:
         "version": VERSION,
         "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
     }
-    meta = _with_counts(meta, dataset.transitions)
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
     return folder
 
@@ -311,18 +280,10 @@ def mix(datasets: Sequence[Dataset], meta: dict[str, Any] | None = None) -> Data
             raise DatasetError("mix: the datasets have different fields")
         if d.meta.get("gamma") != first.meta.get("gamma"):
             raise DatasetError("mix: the datasets' Monte-Carlo returns use different gammas")
+    # The Monte-Carlo returns are recomputed (same gamma, same episodes).
     cat = lambda *xs: np.concatenate([np.asarray(x) for x in xs])
-    t = [d.transitions for d in datasets]
-    transitions = Transition(
-        obs=_map_many(cat, [x.obs for x in t]),
-        action=cat(*[x.action for x in t]),
-        reward=cat(*[x.reward for x in t]),
-        terminated=cat(*[x.terminated for x in t]),
-        truncated=cat(*[x.truncated for x in t]),
-        next_obs=_map_many(cat, [x.next_obs for x in t]),
-        extras={"mc_return": cat(*[x.extras["mc_return"] for x in t])},
-    )
-    base = {k: v for k, v in first.meta.items() if k in ("env", "env_name", "gamma")}
+    raw = jax.tree.map(cat, *[d.transitions._replace(extras=()) for d in datasets])
+    base = {k: v for k, v in first.meta.items() if k in ("env", "env_name")}
     parts = [{"behaviour": d.meta.get("behaviour"), "num_transitions": len(d)} for d in datasets]
     episodes = [d.meta.get("behaviour_episodes") or 0 for d in datasets]
     returns = [d.meta.get("behaviour_return_mean") for d in datasets]
@@ -336,10 +297,4 @@ def mix(datasets: Sequence[Dataset], meta: dict[str, Any] | None = None) -> Data
         ),
         **(meta or {}),
     }
-    return Dataset(transitions, _with_counts(out_meta, transitions))
-
-
-def _map_many(fn, values):
-    if isinstance(values[0], Mapping):
-        return {k: fn(*[v[k] for v in values]) for k in values[0]}
-    return fn(*values)
+    return _assemble(raw, first.meta["gamma"], out_meta)

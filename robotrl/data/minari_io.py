@@ -15,9 +15,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
-from robotrl.data.dataset import Dataset, DatasetError, _map, from_episodes
+from robotrl.data.dataset import Dataset, DatasetError, from_episodes
 
 
 @contextlib.contextmanager
@@ -57,12 +58,12 @@ def to_minari(
     starts = np.concatenate([[0], ends[:-1] + 1])
     episodes = []
     for i, (a, b) in enumerate(zip(starts, ends + 1, strict=True)):
-        obs = _map(lambda x, a=a, b=b: np.asarray(x[a:b], np.float32), t.obs)
-        last = _map(lambda x, b=b: np.asarray(x[b - 1 : b], np.float32), t.next_obs)
+        obs = jax.tree.map(lambda x, a=a, b=b: np.asarray(x[a:b], np.float32), t.obs)
+        last = jax.tree.map(lambda x, b=b: np.asarray(x[b - 1 : b], np.float32), t.next_obs)
         episodes.append(
             EpisodeBuffer(
                 id=i,
-                observations=_map_pair(lambda o, n: np.concatenate([o, n]), obs, last),
+                observations=jax.tree.map(lambda o, n: np.concatenate([o, n]), obs, last),
                 actions=np.asarray(t.action[a:b], np.float32),
                 rewards=np.asarray(t.reward[a:b], np.float64).tolist(),
                 terminations=np.asarray(t.terminated[a:b]).tolist(),
@@ -85,10 +86,6 @@ def to_minari(
         return Path(minari.storage.get_dataset_path(dataset_id))
 
 
-def _map_pair(fn, a, b):
-    return {k: fn(a[k], b[k]) for k in a} if isinstance(a, Mapping) else fn(a, b)
-
-
 def from_minari(dataset_id: str, root: str | Path | None = None, gamma: float = 0.99) -> Dataset:
     """Reads the local Minari dataset ``dataset_id`` into robotrl's format (in memory)."""
     import minari
@@ -103,8 +100,8 @@ def from_minari(dataset_id: str, root: str | Path | None = None, gamma: float = 
             obs = ep.observations
             episodes.append(
                 {
-                    "obs": _map(lambda x: np.asarray(x[:-1], np.float32), obs),
-                    "next_obs": _map(lambda x: np.asarray(x[1:], np.float32), obs),
+                    "obs": jax.tree.map(lambda x: np.asarray(x[:-1], np.float32), obs),
+                    "next_obs": jax.tree.map(lambda x: np.asarray(x[1:], np.float32), obs),
                     "action": np.asarray(ep.actions, np.float32),
                     "reward": np.asarray(ep.rewards, np.float32),
                     "terminated": np.asarray(ep.terminations, bool),

@@ -47,7 +47,8 @@ class RunningStats(flax.struct.PyTreeNode):
         return jnp.clip((x - mean) / std, -clip, clip)
 
 
-def _map_state(obs: Obs, fn) -> Obs:
+def map_state(obs: Obs, fn) -> Obs:
+    """``fn`` applied to the actor's state observation (the obs itself, or its ``"state"``)."""
     if isinstance(obs, Mapping):
         return {**obs, STATE_KEY: fn(obs[STATE_KEY])}
     return fn(obs)
@@ -88,7 +89,7 @@ class ObsNormalization(Wrapper):
         return self._normalized(state, stats)
 
     def _normalized(self, state: EnvState, stats: RunningStats) -> EnvState:
-        norm = lambda o: _map_state(o, lambda x: stats.normalize(x, self.clip))
+        norm = lambda o: map_state(o, lambda x: stats.normalize(x, self.clip))
         info = {**state.info, "obs_stats": stats, "raw_obs": state.obs}
         if "final_obs" in info:
             info["final_obs"] = norm(info["final_obs"])

@@ -59,7 +59,6 @@ EXPECTED = {
         "temperature",
         "cql_penalty",
         "calql_floored",
-        "q_data",
     },
 }
 HEADS = ["mse", "hl_gauss", "two_hot"]
