@@ -38,7 +38,7 @@ TASKS = {
         "preset": "configs/sac_pendulum.yaml",
         "medium_step": 3000,
         "transitions": 50_000,
-        "pretrain_steps": 10_000,
+        "pretrain_steps": 20_000,
         "online_steps": 10_000,
         "warmup": 1000,
         "eval_every": 1000,

@@ -58,7 +58,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise experiment.ConfigError("give a CONFIG file, or --resume RUN_DIR")
     if args.resume is not None and args.config is not None:
         raise experiment.ConfigError("give either a CONFIG file or --resume RUN_DIR, not both")
-    cfg = None if args.resume else experiment.load_config(args.config, args.set)
+    from robotrl.config import apply_overrides, load_yaml
+    from robotrl.train import finetune
+
+    data = None if args.resume else apply_overrides(load_yaml(args.config), args.set)
+    pretrain, _ = finetune.split_stages(data) if data is not None else (None, None)
+    cfg = None if args.resume or pretrain is not None else experiment.parse_config(data)
     update, progress = _progress(args.quiet)
 
     def print_eval(step: int, row: dict[str, float]) -> None:
@@ -72,14 +77,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.start()
     try:
-        run, _ = experiment.train(
-            cfg,
-            out=args.out,
-            resume=args.resume,
-            overrides=args.set if args.resume else (),
-            progress=update,
-            on_log=[print_eval],
-        )
+        if pretrain is not None:
+            say = progress.console.print if progress else print
+            run, _ = finetune.train(
+                data, out=args.out, progress=update, on_log=[print_eval], on_stage=say
+            )
+        else:
+            run, _ = experiment.train(
+                cfg,
+                out=args.out,
+                resume=args.resume,
+                overrides=args.set if args.resume else (),
+                progress=update,
+                on_log=[print_eval],
+            )
     finally:
         if progress is not None:
             progress.stop()

@@ -96,9 +96,7 @@ class RunDir:
     @classmethod
     def create(cls, path: str | Path, config: dict[str, Any], seed: int) -> RunDir:
         """A new run directory; refuses to touch one that already holds a run."""
-        path = Path(path)
-        if (path / CONFIG_FILE).exists() or (path / METRICS_FILE).exists():
-            raise RunDirError(f"{path} already holds a run: use --resume {path} or another --out")
+        path = cls.check_free(path)
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
         (path / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
@@ -114,6 +112,14 @@ class RunDir:
         }
         (path / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         return run
+
+    @staticmethod
+    def check_free(path: str | Path) -> Path:
+        """``path``, if no run lives there yet; else a ``RunDirError``."""
+        path = Path(path)
+        if (path / CONFIG_FILE).exists() or (path / METRICS_FILE).exists():
+            raise RunDirError(f"{path} already holds a run: use --resume {path} or another --out")
+        return path
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
