@@ -24,6 +24,17 @@ def _quiet_absl() -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
+def _empty(x: Any) -> bool:
+    return int(np.prod(x.shape)) == 0
+
+
+def _fill_empty(tree: Any, make: Any) -> Any:
+    """Orbax refuses zero-size arrays (e.g. MJX's ``act`` for a model without actuator
+    state): they are stored as one-element stand-ins, ``make(dtype)``, and rebuilt on restore
+    from the abstract tree's shape."""
+    return jax.tree.map(lambda x: make(x.dtype) if _empty(x) else x, tree)
+
+
 class CheckpointStore:
     """``save(step, tree, meta)`` / ``restore(abstract_tree, step) -> (tree, meta)``."""
 
@@ -49,6 +60,7 @@ class CheckpointStore:
 
     def save(self, step: int, tree: Any, meta: dict[str, Any]) -> None:
         tree = jax.tree.map(np.asarray, tree)  # host copies: the device state may be donated
+        tree = _fill_empty(tree, lambda dtype: np.zeros((1,), dtype))
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -67,7 +79,10 @@ class CheckpointStore:
             restored = self._manager.restore(
                 step,
                 args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_tree), meta=ocp.args.JsonRestore()
+                    state=ocp.args.StandardRestore(
+                        _fill_empty(abstract_tree, lambda dtype: jax.ShapeDtypeStruct((1,), dtype))
+                    ),
+                    meta=ocp.args.JsonRestore(),
                 ),
             )
         except Exception as err:  # orbax/tensorstore raise many types for damaged files
@@ -76,7 +91,12 @@ class CheckpointStore:
                 f"checkpoint step {step} in {self.directory} is unreadable or does not match "
                 f"this run's config ({type(err).__name__}: {first})"
             ) from err
-        return restored["state"], dict(restored["meta"])
+        state = jax.tree.map(
+            lambda r, a: np.zeros(a.shape, a.dtype) if _empty(a) else r,
+            restored["state"],
+            abstract_tree,
+        )
+        return state, dict(restored["meta"])
 
     def close(self) -> None:
         self._manager.close()

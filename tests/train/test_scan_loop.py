@@ -248,3 +248,17 @@ def test_learner_sees_rewards_relabelled_for_the_curriculum_stage(on_policy):
     assert float(result.metrics["train/seen_reward"][0]) == pytest.approx(expected)
     # Episode returns are the env's own (negative) rewards.
     assert float(result.metrics["train/episode_return"][0]) < 0.0
+
+
+def test_zero_size_arrays_survive_a_checkpoint(tmp_path):
+    """MJX states hold zero-size arrays (``act`` of a model without actuator state), which
+    orbax refuses to write; the store keeps stand-ins and restores the right shapes."""
+    tree = {"qpos": np.arange(6.0).reshape(2, 3), "act": np.zeros((2, 0), np.float32)}
+    store = CheckpointStore(tmp_path / "ckpt")
+    store.save(7, tree, {"env_steps": 7})
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+    restored, meta = store.restore(abstract)
+    store.close()
+    assert meta["env_steps"] == 7
+    np.testing.assert_array_equal(restored["qpos"], tree["qpos"])
+    assert restored["act"].shape == (2, 0) and restored["act"].dtype == np.float32
