@@ -61,9 +61,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from robotrl.config import apply_overrides, load_yaml
     from robotrl.train import finetune
 
-    data = None if args.resume else apply_overrides(load_yaml(args.config), args.set)
-    pretrain, _ = finetune.split_stages(data) if data is not None else (None, None)
-    cfg = None if args.resume or pretrain is not None else experiment.parse_config(data)
+    stages = (
+        []
+        if args.resume
+        else finetune.plan(apply_overrides(load_yaml(args.config), args.set), args.out)
+    )
     update, progress = _progress(args.quiet)
 
     def print_eval(step: int, row: dict[str, float]) -> None:
@@ -77,19 +79,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.start()
     try:
-        if pretrain is not None:
-            say = progress.console.print if progress else print
-            run, _ = finetune.train(
-                data, out=args.out, progress=update, on_log=[print_eval], on_stage=say
+        if args.resume:
+            run, _ = experiment.train(
+                resume=args.resume, overrides=args.set, progress=update, on_log=[print_eval]
             )
         else:
-            run, _ = experiment.train(
-                cfg,
-                out=args.out,
-                resume=args.resume,
-                overrides=args.set if args.resume else (),
+            say = progress.console.print if progress else print
+            run, _ = finetune.run(
+                stages,
                 progress=update,
                 on_log=[print_eval],
+                on_stage=say if len(stages) > 1 else lambda what: None,
             )
     finally:
         if progress is not None:

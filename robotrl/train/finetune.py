@@ -8,14 +8,15 @@ The fine-tuning itself is not a separate loop. These switches of the one scan lo
   buffer with no gradient step.
 - no ``dataset``: the offline data is never sampled.
 
-This module composes the two stages from one preset. The preset holds a ``pretrain:`` section,
-which is the offline stage's own ``algo`` and ``train``; ``name``, ``seed`` and ``env`` are
-shared::
+This module plans and runs the stages of one preset. A ``pretrain:`` section holds the
+offline stage's ``train`` and the ``algo`` keys that differ from the fine-tune's (its ``algo``
+overrides the fine-tune's, so both stages have the same networks); ``name``, ``seed`` and
+``env`` are shared::
 
     name: wsrl_pendulum
     env: {name: pendulum}
     pretrain:
-      algo: {name: cql, calql: true, num_critics: 10, critic_layer_norm: true}
+      algo: {name: cql, calql: true, batch_size: 256, utd: 1}
       train: {dataset: data/pendulum-medium, total_steps: 20000}
     algo: {name: sac, num_critics: 10, critic_layer_norm: true, utd: 4, batch_size: 1024}
     train: {random_warmup: false, learning_starts: 5000, total_steps: 50000}
@@ -30,15 +31,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from robotrl.config import ConfigError
 
 STAGE_KEYS = ("algo", "train")
 
 
+class Stage(NamedTuple):
+    """One training run of a preset: its validated config and its run directory."""
+
+    cfg: Any  # experiment.ExperimentConfig
+    out: Path
+    what: str  # a line announcing the stage
+
+
 def split_stages(data: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Splits a preset into (pretraining config or None, fine-tuning config), both plain data."""
+    """Splits a preset into (pretraining config or None, fine-tuning config), both plain data.
+    The pretraining ``algo`` overrides the fine-tuning one, so the networks are written once
+    and match by construction."""
     data = dict(data)
     pretrain = data.pop("pretrain", None)
     if pretrain is None:
@@ -56,49 +67,54 @@ def split_stages(data: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str,
             "train.init_from: a preset with a pretrain section fine-tunes from its own "
             "pretraining run; drop one of the two"
         )
-    shared = {k: v for k, v in data.items() if k not in STAGE_KEYS}
-    stage = {**shared, **pretrain, "name": f"{data.get('name', 'run')}-pretrain"}
+    stage = {k: v for k, v in data.items() if k != "train"}
+    stage["algo"] = {**(data.get("algo") or {}), **(pretrain.get("algo") or {})}
+    stage["train"] = pretrain.get("train") or {}
+    stage["name"] = f"{data.get('name', 'run')}-pretrain"
     return stage, data
 
 
-def train(
-    data: dict[str, Any],
-    *,
-    out: str | Path | None = None,
-    progress: Callable[..., None] | None = None,
-    on_log: Sequence[Callable[[int, dict[str, float]], None]] = (),
-    on_stage: Callable[[str], None] | None = None,
-):
-    """Trains a preset's stages in order and returns the last run and its last row.
-
-    Both stage configs are validated before anything trains. If ``out`` is None, the
-    default run path of the preset's name is used.
-    """
+def plan(data: dict[str, Any], out: str | Path | None = None) -> list[Stage]:
+    """The runs of a preset, in order: its own, or the pretraining run in ``OUT/pretrain`` then
+    the fine-tune in ``OUT``. Every config and run directory is checked before anything
+    trains; ``out`` None is the default run path of the preset's name."""
     from robotrl import experiment
     from robotrl.runs import RunDir, default_run_path
 
     pre_data, ft_data = split_stages(data)
+    ft_cfg = experiment.parse_config(ft_data)
+    out = Path(out or default_run_path(ft_cfg.name))
     if pre_data is None:
-        return experiment.train(
-            experiment.parse_config(ft_data), out=out, progress=progress, on_log=on_log
-        )
+        return [Stage(ft_cfg, RunDir.check_free(out), f"training {ft_cfg.name} -> {out}")]
     pre_cfg = experiment.parse_config(pre_data)
     if not pre_cfg.train.offline:
         raise ConfigError(
             "pretrain.train.dataset: the pretraining stage trains offline; give it a dataset "
             "folder (robotrl dataset collect) and leave offline_fraction at 1"
         )
-    out = Path(out or default_run_path(str(ft_data.get("name", "run"))))
-    pre_out = out / "pretrain"
-    for path in (out, pre_out):  # fail before hours of pretraining, not after
-        RunDir.check_free(path)
-    ft_cfg = experiment.parse_config(ft_data)
-    ft_cfg = dataclasses.replace(
-        ft_cfg, train=dataclasses.replace(ft_cfg.train, init_from=str(pre_out))
-    )
-    if on_stage is not None:
-        on_stage(f"pretraining offline ({pre_cfg.algo_name}) -> {pre_out}")
-    experiment.train(pre_cfg, out=pre_out, progress=progress, on_log=on_log)
-    if on_stage is not None:
-        on_stage(f"fine-tuning online ({ft_cfg.algo_name}) from {pre_out} -> {out}")
-    return experiment.train(ft_cfg, out=out, progress=progress, on_log=on_log)
+    pre_out = RunDir.check_free(out / "pretrain")
+    ft_train = dataclasses.replace(ft_cfg.train, init_from=str(pre_out))
+    return [
+        Stage(pre_cfg, pre_out, f"pretraining offline ({pre_cfg.algo_name}) -> {pre_out}"),
+        Stage(
+            dataclasses.replace(ft_cfg, train=ft_train),
+            RunDir.check_free(out),
+            f"fine-tuning online ({ft_cfg.algo_name}) from {pre_out} -> {out}",
+        ),
+    ]
+
+
+def run(
+    stages: Sequence[Stage],
+    *,
+    progress: Callable[..., None] | None = None,
+    on_log: Sequence[Callable[[int, dict[str, float]], None]] = (),
+    on_stage: Callable[[str], None] = lambda what: None,
+):
+    """Trains ``stages`` (from ``plan``) in order; returns the last run and its last row."""
+    from robotrl import experiment
+
+    for stage in stages:
+        on_stage(stage.what)
+        result = experiment.train(stage.cfg, out=stage.out, progress=progress, on_log=on_log)
+    return result
