@@ -1,0 +1,112 @@
+"""Networks of the diffusion policy: observation encoders and the noise-prediction network.
+
+Shapes: ``B`` batch, ``To`` observation history, ``H`` action chunk (prediction horizon), ``A``
+action dimension, ``C`` observation features.
+
+* ``StateEncoder``: the normalised state history ``[B, To, O]`` -> ``[B, C]`` (an MLP on the
+  flattened history; ``hidden=()`` passes the flattened history through).
+* ``ImageEncoder``: pixels ``[B, To, H, W, 3]`` uint8 plus the proprioceptive part of the state
+  ``[B, To, P]`` -> ``[B, C]``: a small stride-2 CNN per frame (Diffusion Policy uses a
+  ResNet-18; this one is sized for a CPU), a linear projection with LayerNorm, and the
+  proprioception appended. ``random_shift`` is DrQ's augmentation (pad 4 px, random crop), the
+  one Diffusion Policy applies as its random crop.
+* ``NoiseNet``: ``eps_hat(x_t, t, c)``. The noisy chunk ``[B, H, A]`` is flattened and lifted
+  to ``width``; each residual block (LayerNorm, Dense, activation, Dense) is modulated by FiLM
+  from the observation features and a sinusoidal embedding of ``t``, as Diffusion Policy's
+  conditional residual blocks are. An MLP rather than the 1-D temporal U-Net: chunks here are
+  short (H <= 16) and the network must train on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from robotrl.nets.mlp import MLP, activation
+
+
+def step_embedding(t: jax.Array, dim: int) -> jax.Array:
+    """Sinusoidal embedding ``[B] -> [B, dim]`` of the diffusion step (as in DDPM)."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half) / max(half - 1, 1))
+    angles = t.astype(jnp.float32)[:, None] * freqs[None]
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class StateEncoder(nn.Module):
+    hidden: Sequence[int] = ()
+    features: int = 64
+    activation: str = "silu"
+
+    @nn.compact
+    def __call__(self, state: jax.Array) -> jax.Array:
+        flat = state.reshape(state.shape[0], -1)
+        if not self.hidden:
+            return flat
+        return MLP(self.hidden, self.features, self.activation)(flat)
+
+
+def random_shift(key: jax.Array, pixels: jax.Array, pad: int = 4) -> jax.Array:
+    """DrQ's augmentation: pad ``[B, To, H, W, C]`` by replication and crop back at a random
+    offset per sample (the same offset for a sample's whole history)."""
+    b, _, h, w, _ = pixels.shape
+    padded = jnp.pad(pixels, ((0, 0), (0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    offsets = jax.random.randint(key, (b, 2), 0, 2 * pad + 1)
+
+    def crop(img, off):
+        return jax.lax.dynamic_slice(
+            img, (0, off[0], off[1], 0), (img.shape[0], h, w, img.shape[3])
+        )
+
+    return jax.vmap(crop)(padded, offsets)
+
+
+class ImageEncoder(nn.Module):
+    channels: Sequence[int] = (32, 32, 64, 64)
+    features: int = 64
+    activation: str = "silu"
+
+    @nn.compact
+    def __call__(self, pixels: jax.Array, proprio: jax.Array) -> jax.Array:
+        act = activation(self.activation)
+        b, to = pixels.shape[:2]
+        x = pixels.reshape(b * to, *pixels.shape[2:]).astype(jnp.float32) / 255.0 - 0.5
+        for ch in self.channels:
+            x = act(nn.Conv(ch, (3, 3), strides=(2, 2), padding="SAME")(x))
+        x = nn.Dense(self.features)(x.reshape(b * to, -1))
+        x = nn.LayerNorm()(x).reshape(b, to * self.features)
+        return jnp.concatenate([x, proprio.reshape(b, -1)], axis=-1)
+
+
+class NoiseNet(nn.Module):
+    horizon: int  # H
+    action_dim: int  # A
+    width: int = 256
+    depth: int = 3  # residual blocks
+    step_dim: int = 64
+    activation: str = "silu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, t: jax.Array, cond: jax.Array) -> jax.Array:
+        act = activation(self.activation)
+        b = x.shape[0]
+        temb = step_embedding(t, self.step_dim)
+        temb = nn.Dense(self.step_dim)(act(nn.Dense(self.step_dim * 2)(temb)))
+        context = jnp.concatenate([cond, temb], axis=-1)
+        h = nn.Dense(self.width)(x.reshape(b, -1))
+        for _ in range(self.depth):
+            film = nn.Dense(2 * self.width)(act(context))
+            scale, shift = jnp.split(film, 2, axis=-1)
+            y = nn.LayerNorm()(h) * (1.0 + scale) + shift
+            y = nn.Dense(self.width)(act(nn.Dense(self.width)(y)))
+            h = h + act(y)
+        h = act(nn.LayerNorm()(h))
+        out = nn.Dense(self.horizon * self.action_dim, kernel_init=nn.initializers.zeros)(h)
+        return out.reshape(b, self.horizon, self.action_dim)
+
+
+__all__ = ["ImageEncoder", "NoiseNet", "StateEncoder", "random_shift", "step_embedding"]

@@ -1,0 +1,562 @@
+"""RL-100 (Lei et al. 2025): diffusion policy imitation, improvement by RL, one-step distillation.
+
+Stages, each a function over pure pieces (``policies/diffusion``, ``robotrl/algos``):
+
+1. ``imitate``: the DDPM loss on demonstrations (``policies.diffusion.data`` windows), an EMA of
+   the weights acting.
+2. Offline improvement and 3. online RL: PPO over the denoising steps (see ``robotrl/algos``).
+4. Consistency distillation to a one-step policy.
+
+``rollout`` runs any chunked policy in a functional env, batched over episodes, with receding
+horizon control: every ``action_steps`` env steps the policy sees its last ``To`` observations
+and emits a chunk of ``H`` actions, of which the first ``action_steps`` are executed. Episodes
+that end stop stepping (the env state is frozen), so one scan covers a fixed number of
+decisions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from policies.diffusion import data as demo_data
+from policies.diffusion.policy import DiffusionPolicy, DiffusionState, Normalizer
+from robotrl.algos import diffusion_ppo, iql
+from robotrl.algos.dynamics import Dynamics, DynamicsConfig, DynamicsState
+from robotrl.types import ArraySpec, EnvSpec, PRNGKey, Transition
+
+# act(obs_history, key) -> (chunk [B, H, A], extras pytree [B, ...]); obs_history: dict [B, To, ...]
+ActFn = Callable[[dict, PRNGKey], tuple[jax.Array, Any]]
+
+
+class Rollout(NamedTuple):
+    """Per decision ``D``: ``obs`` dict ``[B, D, To, ...]`` seen, ``chunks [B, D, H, A]``,
+    ``extras`` (the act function's), ``rewards [B, D, action_steps]`` (0 after the end),
+    ``alive [B, D]`` (the episode was running at the decision), ``done [B, D]`` (it ended
+    during the decision by termination); per episode ``success``, ``returns``, ``length``."""
+
+    obs: dict
+    chunks: jax.Array
+    extras: Any
+    rewards: jax.Array
+    alive: jax.Array
+    terminated: jax.Array
+    success: jax.Array
+    returns: jax.Array
+    length: jax.Array
+    final_obs: dict
+
+
+def _as_dict(obs) -> dict:
+    return obs if isinstance(obs, dict) else {"state": obs}
+
+
+def rollout(
+    env: Any,
+    act: ActFn,
+    key: PRNGKey,
+    num_episodes: int,
+    obs_horizon: int,
+    action_steps: int,
+    num_decisions: int | None = None,
+    params: Any = None,
+) -> Rollout:
+    """Runs ``num_episodes`` episodes of ``env`` (unbatched functional env) under ``act``.
+
+    ``num_decisions`` defaults to enough for the env's episode length; success is the env's
+    ``metrics["success"]`` at any step.
+    """
+    length = env.spec.episode_length
+    decisions = num_decisions or math.ceil(length / action_steps)
+    k_reset, k_act = jax.random.split(key)
+
+    def start(k):
+        state = env.reset(k, params)
+        hist = jax.tree.map(lambda o: jnp.repeat(o[None], obs_horizon, axis=0), _as_dict(state.obs))
+        return state, hist
+
+    states, hist = jax.vmap(start)(jax.random.split(k_reset, num_episodes))
+    zeros = jnp.zeros((num_episodes,))
+    carry0 = (states, hist, jnp.ones((num_episodes,), bool), zeros, zeros, zeros.astype(bool))
+
+    def env_step(carry, action):
+        state, hist, alive, ret, steps, success = carry
+
+        def one(s, a, h, live):
+            new = env.step(s, a)
+            new = jax.tree.map(lambda x, y: jnp.where(live, y, x), s, new)
+            obs = _as_dict(new.obs)
+            h_new = jax.tree.map(lambda hh, o: jnp.concatenate([hh[1:], o[None]], 0), h, obs)
+            h_new = jax.tree.map(lambda x, y: jnp.where(live, y, x), h, h_new)
+            return new, h_new
+
+        new, hist = jax.vmap(one)(state, action, hist, alive)
+        running = alive & (steps < length)
+        reward = jnp.where(running, new.reward, 0.0)
+        success = success | (running & (new.metrics["success"] > 0))
+        steps = steps + running
+        ended = running & (new.terminated | (steps >= length))
+        alive = alive & ~ended
+        term = running & new.terminated
+        return (new, hist, alive, ret + reward, steps, success), (reward, term)
+
+    def decide(carry, k):
+        hist, alive = carry[1], carry[2]
+        chunk, extras = act(hist, k)
+        executed = jnp.swapaxes(chunk[:, :action_steps], 0, 1)  # [action_steps, B, A]
+        carry_new, (rewards, term) = jax.lax.scan(env_step, carry, executed)
+        out = (hist, chunk, extras, rewards.T, alive, jnp.any(term, axis=0))
+        return carry_new, out
+
+    carry, (obs, chunks, extras, rewards, alive, term) = jax.lax.scan(
+        decide, carry0, jax.random.split(k_act, decisions)
+    )
+    _, final_hist, _, returns, steps, success = carry
+    swap = lambda x: jnp.swapaxes(x, 0, 1)
+    return Rollout(
+        obs=jax.tree.map(swap, obs),
+        chunks=swap(chunks),
+        extras=jax.tree.map(swap, extras),
+        rewards=swap(rewards),
+        alive=swap(alive),
+        terminated=swap(term),
+        success=success,
+        returns=returns,
+        length=steps,
+        final_obs=final_hist,
+    )
+
+
+def deterministic_act(policy: DiffusionPolicy, state: DiffusionState, ema: bool = True) -> ActFn:
+    """The K-step DDIM policy (eta = 0) of ``state`` (its EMA weights by default)."""
+    params = state.ema_params if ema else state.params
+    return lambda hist, k: (policy.sample(params, state.norm, hist, k), ())
+
+
+def evaluate(
+    env: Any, policy: DiffusionPolicy, state: DiffusionState, key: PRNGKey, num_episodes: int
+) -> dict[str, float]:
+    """Success rate, mean return and mean length of the deterministic policy."""
+    cfg = policy.cfg
+    run = jax.jit(
+        lambda s, k: rollout(
+            env, deterministic_act(policy, s), k, num_episodes, cfg.obs_horizon, cfg.action_steps
+        )
+    )
+    out = run(state, key)
+    return {
+        "success": float(jnp.mean(out.success)),
+        "return": float(jnp.mean(out.returns)),
+        "length": float(jnp.mean(out.length)),
+    }
+
+
+def imitate(
+    policy: DiffusionPolicy,
+    state: DiffusionState,
+    demos: demo_data.Demos,
+    key: PRNGKey,
+    steps: int,
+    log_every: int = 1000,
+    on_log: Callable[[int, dict], None] | None = None,
+) -> DiffusionState:
+    """``steps`` DDPM updates on minibatches of demonstration windows (``log_every`` per call)."""
+    cfg = policy.cfg
+
+    def one(state, k):
+        k_batch, k_loss = jax.random.split(k)
+        obs, actions = demo_data.sample(
+            demos, k_batch, cfg.batch_size, cfg.obs_horizon, cfg.horizon
+        )
+        return policy.update(state, obs, actions, k_loss)
+
+    @jax.jit
+    def chunk(state, key):
+        state, metrics = jax.lax.scan(one, state, jax.random.split(key, log_every))
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    start = time.perf_counter()
+    done = 0
+    while done < steps:
+        key, sub = jax.random.split(key)
+        state, metrics = chunk(state, sub)
+        done += log_every
+        if on_log is not None:
+            row = {k: float(v) for k, v in metrics.items()}
+            on_log(done, {**row, "timing/elapsed_s": time.perf_counter() - start})
+    return state
+
+
+# --- decision-level transitions -------------------------------------------------------------
+# The critic, the dynamics model and PPO act at the policy's time scale: one "action" is the
+# executed part of a chunk (E env steps), its reward the discounted sum of the E rewards, and
+# the discount gamma^E. Observations are the policy's normalised state history, flattened.
+
+
+def chunk_spec(spec: EnvSpec, obs_horizon: int, action_steps: int) -> EnvSpec:
+    """The env seen one decision at a time: obs ``[To * O]``, action ``[E * A]``."""
+    return dataclasses.replace(
+        spec,
+        name=f"{spec.name}-chunks",
+        obs=ArraySpec((obs_horizon * spec.obs_dim,)),
+        action_low=tuple(spec.action_low) * action_steps,
+        action_high=tuple(spec.action_high) * action_steps,
+        ctrl_dt=spec.ctrl_dt * action_steps,
+        episode_length=math.ceil(spec.episode_length / action_steps),
+        obs_layout=(),
+        action_layout=(),
+        privileged_obs=None,
+        extra_obs={},
+        reward_range=None,
+    )
+
+
+def flat_history(norm: Normalizer, state_hist: jax.Array) -> jax.Array:
+    """``[..., To, O]`` state history -> ``[..., To * O]`` normalised (the critic's input)."""
+    x = norm.state(state_hist)
+    return x.reshape(*x.shape[:-2], -1)
+
+
+def demo_transitions(
+    demos: dict, norm: Normalizer, obs_horizon: int, action_steps: int, gamma: float
+) -> Transition:
+    """Every step of ``collect_demonstrations``-style episodes (``obs [N, T, O]`` state,
+    ``actions``, ``rewards``, ``lengths``, ``success``) as a decision starting there."""
+    obs = np.asarray(demos["obs"]["state"] if isinstance(demos["obs"], dict) else demos["obs"])
+    actions, rewards = np.asarray(demos["actions"]), np.asarray(demos["rewards"])
+    lengths, success = np.asarray(demos["lengths"]), np.asarray(demos["success"])
+    t_max = actions.shape[1]
+    ep, t = np.nonzero(np.arange(t_max)[None] < lengths[:, None])
+    last = lengths[ep] - 1
+    past = np.maximum(t[:, None] + np.arange(1 - obs_horizon, 1)[None], 0)
+    ahead = t[:, None] + np.arange(action_steps)[None]
+    act = actions[ep[:, None], np.minimum(ahead, last[:, None])]
+    live = ahead <= last[:, None]
+    reward = (
+        rewards[ep[:, None], np.minimum(ahead, t_max - 1)]
+        * live
+        * gamma ** np.arange(action_steps)[None]
+    ).sum(-1)
+    # obs[len] is the observation after the last step (collection repeats it after the end).
+    nxt = np.maximum(t[:, None] + action_steps + np.arange(1 - obs_horizon, 1)[None], 0)
+    nxt = np.minimum(nxt, np.minimum(lengths[ep], t_max - 1)[:, None])
+    ended = ahead[:, -1] >= last
+    return Transition(
+        obs=flat_history(norm, jnp.asarray(obs[ep[:, None], past])),
+        action=jnp.asarray(act.reshape(len(ep), -1), jnp.float32),
+        reward=jnp.asarray(reward, jnp.float32),
+        terminated=jnp.asarray(ended & success[ep]),
+        truncated=jnp.asarray(ended & ~success[ep]),
+        next_obs=flat_history(norm, jnp.asarray(obs[ep[:, None], nxt])),
+    )
+
+
+def rollout_transitions(out: Rollout, norm: Normalizer, action_steps: int, gamma: float):
+    """The decisions of a ``Rollout`` that happened (``alive``), as transitions."""
+    states = out.obs["state"]  # [B, D, To, O]
+    nxt = jnp.concatenate([states[:, 1:], out.final_obs["state"][:, None]], axis=1)
+    reward = jnp.sum(out.rewards * gamma ** jnp.arange(action_steps)[None, None], axis=-1)
+    b, d = out.alive.shape
+    executed = out.chunks[:, :, :action_steps].reshape(b, d, -1)
+    alive = np.asarray(out.alive)
+    ended = np.concatenate([~alive[:, 1:], np.ones((b, 1), bool)], axis=1) & alive
+    term = np.asarray(out.terminated)
+    pick = lambda x: jnp.asarray(np.asarray(x)[alive])
+    return Transition(
+        obs=pick(flat_history(norm, states)),
+        action=pick(executed),
+        reward=pick(reward),
+        terminated=pick(term),
+        truncated=pick(ended & ~term),
+        next_obs=pick(flat_history(norm, nxt)),
+    )
+
+
+def concat(*transitions: Transition) -> Transition:
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *transitions)
+
+
+# --- stage 2: offline improvement with the OPE gate ------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OfflineConfig:
+    critic: iql.IQLConfig = iql.IQLConfig(expectile=0.7, batch_size=256)
+    critic_steps: int = 20_000  # IQL gradient steps on demonstrations + rollouts
+    dynamics: DynamicsConfig = DynamicsConfig()
+    dynamics_steps: int = 5_000
+    ppo: diffusion_ppo.DiffusionPPOConfig = diffusion_ppo.DiffusionPPOConfig()
+    batch_size: int = 256  # dataset states per PPO update
+    updates: int = 1_000  # PPO updates in all
+    ope_every: int = 50  # M: updates between OPE checks
+    ope_horizon: int = 20  # H: imagined decisions per AM-Q rollout
+    ope_batch: int = 256  # dataset start states per AM-Q score
+    gate: bool = True  # False: the reference follows every M updates (the ungated ablation)
+    delta: float = 0.0  # accept when score > best + delta
+    gamma: float = 0.99  # per env step; decisions discount gamma ** action_steps
+
+    def __post_init__(self) -> None:
+        if self.updates % self.ope_every:
+            raise ValueError("updates must be a multiple of ope_every")
+
+
+class Critic(NamedTuple):
+    """An IQL critic at the decision level: ``q(obs_flat, action) -> [B]`` (min over the
+    ensemble) and ``v(obs_flat) -> [B]``."""
+
+    nets: iql.IQLNets
+    state: iql.IQLState
+
+    def q(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        a = self.nets.scaler.from_env(action)
+        out = self.nets.critic.apply(self.state.critic_params, obs, a)
+        return self.nets.head.value(out).min(axis=0)
+
+    def v(self, obs: jax.Array) -> jax.Array:
+        return self.nets.value.apply(self.state.value_params, obs)[..., 0]
+
+
+def fit_critic(
+    spec: EnvSpec, data: Transition, cfg: iql.IQLConfig, steps: int, key: PRNGKey
+) -> tuple[Critic, dict]:
+    """IQL (expectile V, Q, and its AWR actor, unused here) on decision-level transitions."""
+    algo = iql.make(cfg, spec)
+    nets = iql.make_nets(cfg, spec)
+    k_init, key = jax.random.split(key)
+    n = data.reward.shape[0]
+
+    @jax.jit
+    def train(state, key):
+        def one(state, k):
+            k_idx, k_up = jax.random.split(k)
+            idx = jax.random.randint(k_idx, (cfg.batch_size * cfg.utd,), 0, n)
+            return algo.update(state, jax.tree.map(lambda x: x[idx], data), k_up)
+
+        state, metrics = jax.lax.scan(one, state, jax.random.split(key, steps))
+        return state, jax.tree.map(lambda m: m[-100:].mean(), metrics)
+
+    state, metrics = train(algo.init(k_init), key)
+    return Critic(nets, state), {k: float(v) for k, v in metrics.items()}
+
+
+def fit_dynamics(
+    data: Transition, cfg: DynamicsConfig, steps: int, key: PRNGKey, holdout: float = 0.1
+) -> tuple[Dynamics, DynamicsState, dict]:
+    """The ensemble on ``(obs, action) -> next_obs``; elites by error on a held-out split."""
+    n = data.reward.shape[0]
+    k_perm, k_init, k_train = jax.random.split(key, 3)
+    perm = jax.random.permutation(k_perm, n)
+    n_val = max(1, int(n * holdout))
+    val, train = perm[:n_val], perm[n_val:]
+    triple = lambda idx: (data.obs[idx], data.action[idx], data.next_obs[idx])
+    dyn = Dynamics(cfg, data.obs.shape[-1], data.action.shape[-1])
+    state = dyn.init(k_init, *triple(train))
+    state, metrics = jax.jit(dyn.train, static_argnums=3)(state, triple(train), k_train, steps)
+    state = dyn.select_elites(state, *triple(val))
+    err = dyn.errors(state, *triple(val))[state.elites].mean()  # standardised units
+    return dyn, state, {**{k: float(v) for k, v in metrics.items()}, "dynamics/val_mse": float(err)}
+
+
+def amq_score(
+    policy: DiffusionPolicy,
+    params: Any,
+    norm: Normalizer,
+    q: Callable[[jax.Array, jax.Array], jax.Array],
+    step: Callable[[jax.Array, jax.Array, PRNGKey], jax.Array],
+    start: jax.Array,
+    horizon: int,
+    key: PRNGKey,
+) -> jax.Array:
+    """AM-Q: the mean of ``q`` along ``horizon``-decision rollouts of the stochastic policy in a
+    model ``step(obs_flat, action, key) -> next obs_flat``, from state histories ``start [B,
+    To, O]`` (undiscounted, as RL-100's code does)."""
+    n = policy.cfg.action_steps
+    shape = start.shape
+
+    def one(hist, k):
+        k_act, k_model = jax.random.split(k)
+        chain = policy.sample_chain(params, norm, {"state": hist}, k_act)
+        action = chain.actions[:, :n].reshape(shape[0], -1)
+        flat = flat_history(norm, hist)
+        value = q(flat, action)
+        nxt = norm.unstate(step(flat, action, k_model).reshape(shape))
+        return nxt, value.mean()
+
+    _, values = jax.lax.scan(one, start, jax.random.split(key, horizon))
+    return values.mean()
+
+
+def gate(score: float, best: float, delta: float) -> bool:
+    """RL-100's acceptance rule: the new policy replaces the reference when its OPE score
+    beats the best accepted so far by more than ``delta``."""
+    return bool(score > best + delta)
+
+
+class OfflineResult(NamedTuple):
+    policy_state: DiffusionState  # params = the last accepted (reference) policy
+    history: list  # one dict per OPE check
+
+
+def offline_improve(
+    policy: DiffusionPolicy,
+    state: DiffusionState,
+    critic: Critic,
+    model: Callable[[jax.Array, jax.Array, PRNGKey], jax.Array],
+    states: jax.Array,
+    cfg: OfflineConfig,
+    key: PRNGKey,
+    on_check: Callable[[dict, DiffusionState], dict] | None = None,
+    ope_q: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+) -> OfflineResult:
+    """PPO over the denoising steps on dataset states, gated by AM-Q every ``ope_every``
+    updates. ``states [S, To, O]`` are the dataset's state histories. The acting policy is the
+    reference (the EMA weights of imitation to begin with); PPO trains a copy. ``model(obs_flat,
+    action, key) -> next obs_flat`` imagines the AM-Q rollouts (``Dynamics.predict``). ``on_check``
+    may add fields to each check's row (e.g. the real success of the candidate). ``ope_q``
+    scores the imagined rollouts (default: the critic's Q, as RL-100 does)."""
+    update = diffusion_ppo.make_update(policy, cfg.ppo)
+    opt = diffusion_ppo.make_optimizer(cfg.ppo)
+    norm, n = state.norm, policy.cfg.action_steps
+
+    def ppo_step(carry, k):
+        params, opt_state, ref = carry
+        k_idx, k_chain = jax.random.split(k)
+        obs = {"state": states[jax.random.randint(k_idx, (cfg.batch_size,), 0, states.shape[0])]}
+        chain = policy.sample_chain(ref, norm, obs, k_chain)
+        flat = flat_history(norm, obs["state"])
+        adv = critic.q(flat, chain.actions[:, :n].reshape(cfg.batch_size, -1)) - critic.v(flat)
+        params, opt_state, metrics = update(
+            params, opt_state, norm, obs, chain.xs, chain.log_probs, adv
+        )
+        return (params, opt_state, ref), metrics
+
+    @jax.jit
+    def block(params, opt_state, ref, key):
+        (params, opt_state, _), metrics = jax.lax.scan(
+            ppo_step, (params, opt_state, ref), jax.random.split(key, cfg.ope_every)
+        )
+        return params, opt_state, jax.tree.map(jnp.mean, metrics)
+
+    @jax.jit
+    def score(params, key):
+        k_idx, k_roll = jax.random.split(key)
+        start = states[jax.random.randint(k_idx, (cfg.ope_batch,), 0, states.shape[0])]
+        q = critic.q if ope_q is None else ope_q
+        return amq_score(policy, params, norm, q, model, start, cfg.ope_horizon, k_roll)
+
+    k_score, key = jax.random.split(key)
+    ref = state.ema_params
+    params, opt_state = ref, opt.init(ref)
+    best = float(score(ref, k_score))  # every check scores on the same start states and noise
+    history = [{"update": 0, "ope": best, "best": best, "accepted": True}]
+    if on_check is not None:
+        history[0].update(on_check(history[0], state))
+    for i in range(cfg.updates // cfg.ope_every):
+        key, k_block = jax.random.split(key)
+        params, opt_state, metrics = block(params, opt_state, ref, k_block)
+        value = float(score(params, k_score))
+        accepted = gate(value, best, cfg.delta) if cfg.gate else True
+        if accepted:
+            ref, best = params, (max(best, value) if cfg.gate else value)
+        row = {
+            "update": (i + 1) * cfg.ope_every,
+            "ope": value,
+            "best": best,
+            "accepted": accepted,
+            **{k: float(v) for k, v in metrics.items()},
+        }
+        if on_check is not None:
+            row.update(on_check(row, state.replace(ema_params=params)))
+        history.append(row)
+    return OfflineResult(state.replace(ema_params=ref), history)
+
+
+# --- stage 4: distillation to one step -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DistillConfig:
+    steps: int = 5_000
+    batch_size: int = 256
+    lr: float = 1e-4
+
+
+def one_step_act(policy: DiffusionPolicy, student: Any, norm: Normalizer) -> ActFn:
+    """The distilled policy: one network evaluation from noise to the chunk."""
+    return lambda hist, k: (policy.sample_one_step(student, norm, hist, k), ())
+
+
+def distill(
+    policy: DiffusionPolicy,
+    teacher: DiffusionState,
+    states: jax.Array,
+    cfg: DistillConfig,
+    key: PRNGKey,
+) -> tuple[Any, dict]:
+    """Consistency distillation: a one-step student (initialised from the teacher) maps the
+    teacher's starting noise and the observation to the teacher's K-step DDIM action chunk
+    (MSE on the executed actions, normalised). ``states [S, To, O]``: dataset histories."""
+    import optax
+
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(cfg.lr))
+    norm, n = teacher.norm, policy.cfg.action_steps
+    student = teacher.ema_params
+
+    def loss(params, obs, noise, target):
+        pred = policy.denoise_one_step(params, norm, obs, noise)
+        return jnp.mean((pred[:, :n] - target[:, :n]) ** 2)
+
+    def one(carry, k):
+        params, opt_state = carry
+        k_idx, k_noise = jax.random.split(k)
+        obs = {"state": states[jax.random.randint(k_idx, (cfg.batch_size,), 0, states.shape[0])]}
+        noise = jax.random.normal(k_noise, (cfg.batch_size, policy.cfg.horizon, policy.action_dim))
+        target = policy.denoise(teacher.ema_params, norm, obs, noise)
+        value, grads = jax.value_and_grad(loss)(params, obs, noise, target)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    @jax.jit
+    def train(params, key):
+        (params, _), losses = jax.lax.scan(
+            one, (params, opt.init(params)), jax.random.split(key, cfg.steps)
+        )
+        return params, losses
+
+    student, losses = train(student, key)
+    return student, {
+        "distill/loss_first": float(losses[:100].mean()),
+        "distill/loss_last": float(losses[-100:].mean()),
+    }
+
+
+__all__ = [
+    "Critic",
+    "DistillConfig",
+    "OfflineConfig",
+    "OfflineResult",
+    "Rollout",
+    "amq_score",
+    "chunk_spec",
+    "concat",
+    "demo_transitions",
+    "deterministic_act",
+    "distill",
+    "evaluate",
+    "fit_critic",
+    "fit_dynamics",
+    "flat_history",
+    "gate",
+    "imitate",
+    "offline_improve",
+    "one_step_act",
+    "rollout",
+    "rollout_transitions",
+]
