@@ -13,6 +13,7 @@ import sys
 from benchmarks import (
     c_policy,
     carl_minibatch,
+    diffusion_latency,
     dual_rl_study,
     env_throughput,
     l2f_study,
@@ -20,6 +21,7 @@ from benchmarks import (
     pendulum_solve,
     ppo_vs_playground,
     quadrotor_vs_l2f,
+    rl100_study,
     sac_updates,
     time_to_hover,
     wsrl_study,
@@ -39,6 +41,8 @@ BENCHMARKS = (
     l2f_study,
     wsrl_study,
     dual_rl_study,
+    rl100_study,
+    diffusion_latency,
 )
 
 

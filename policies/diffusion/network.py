@@ -26,7 +26,28 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from robotrl.nets.mlp import MLP, activation
+ACTIVATIONS = {"relu": nn.relu, "silu": nn.silu, "tanh": nn.tanh, "gelu": nn.gelu, "elu": nn.elu}
+
+
+def activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class MLP(nn.Module):
+    """Dense + activation per hidden size, then a linear output (``policies`` never imports
+    ``robotrl``, so this is not ``robotrl.nets.MLP``)."""
+
+    hidden: Sequence[int]
+    out_dim: int
+    activation: str = "silu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for size in self.hidden:
+            x = activation(self.activation)(nn.Dense(size)(x))
+        return nn.Dense(self.out_dim)(x)
 
 
 def step_embedding(t: jax.Array, dim: int) -> jax.Array:

@@ -33,7 +33,9 @@ import optax
 
 from policies.diffusion import schedule as sch
 from policies.diffusion.network import ImageEncoder, NoiseNet, StateEncoder, random_shift
-from robotrl.types import Params, PRNGKey
+
+Params = Any  # a pytree of arrays
+PRNGKey = jax.Array
 
 ENCODERS = ("state", "image")
 

@@ -44,31 +44,49 @@ class DiffusionPPOConfig:
             raise ValueError("lr and max_grad_norm must be positive")
 
 
-def normalize(adv: jax.Array) -> jax.Array:
-    return (adv - adv.mean()) / (adv.std() + 1e-8)
+def _mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    if mask is None:
+        return jnp.mean(x)
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def normalize(adv: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Zero mean, unit std over the samples ``mask`` keeps (all by default)."""
+    mean = _mean(adv, mask)
+    std = jnp.sqrt(_mean((adv - mean) ** 2, mask))
+    return (adv - mean) / (std + 1e-8)
 
 
 def surrogate_loss(
-    log_prob: jax.Array, old_log_prob: jax.Array, advantage: jax.Array, clip_eps: float
+    log_prob: jax.Array,
+    old_log_prob: jax.Array,
+    advantage: jax.Array,
+    clip_eps: float,
+    mask: jax.Array | None = None,
 ) -> tuple[jax.Array, Metrics]:
-    """PPO's clipped surrogate for one denoising step: ``[B]`` inputs -> scalar loss."""
+    """PPO's clipped surrogate for one denoising step: ``[B]`` inputs -> scalar loss, averaged
+    over the samples ``mask`` keeps (padding of fixed-size online batches)."""
     log_ratio = log_prob - old_log_prob
     ratio = jnp.exp(log_ratio)
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
-    loss = -jnp.mean(jnp.minimum(ratio * advantage, clipped * advantage))
+    loss = -_mean(jnp.minimum(ratio * advantage, clipped * advantage), mask)
     return loss, {
         "ppo/policy_loss": loss,
-        "ppo/approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
-        "ppo/clip_fraction": jnp.mean(jnp.abs(ratio - 1.0) > clip_eps),
+        "ppo/approx_kl": _mean((ratio - 1.0) - log_ratio, mask),
+        "ppo/clip_fraction": _mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), mask),
     }
 
 
 def value_loss(
-    value: jax.Array, old_value: jax.Array, target: jax.Array, clip_eps: float
+    value: jax.Array,
+    old_value: jax.Array,
+    target: jax.Array,
+    clip_eps: float,
+    mask: jax.Array | None = None,
 ) -> jax.Array:
     """PPO's clipped value loss: ``max((V - R)^2, (V_old + clip(V - V_old) - R)^2)``."""
     clipped = old_value + jnp.clip(value - old_value, -clip_eps, clip_eps)
-    return 0.5 * jnp.mean(jnp.maximum((value - target) ** 2, (clipped - target) ** 2))
+    return 0.5 * _mean(jnp.maximum((value - target) ** 2, (clipped - target) ** 2), mask)
 
 
 def make_optimizer(cfg: DiffusionPPOConfig) -> optax.GradientTransformation:
@@ -77,8 +95,8 @@ def make_optimizer(cfg: DiffusionPPOConfig) -> optax.GradientTransformation:
 
 def make_update(policy: DiffusionPolicy, cfg: DiffusionPPOConfig):
     """``update(params, opt_state, norm, obs, xs [B, K+1, H, A], old_log_probs [B, K],
-    advantage [B]) -> (params, opt_state, metrics)``: K optimiser steps, one per denoising
-    step in sampling order, each on that step's clipped surrogate."""
+    advantage [B], mask [B] | None) -> (params, opt_state, metrics)``: K optimiser steps, one
+    per denoising step in sampling order, each on that step's clipped surrogate."""
     opt = make_optimizer(cfg)
     steps = policy.cfg.schedule.inference_steps
 
@@ -90,15 +108,16 @@ def make_update(policy: DiffusionPolicy, cfg: DiffusionPPOConfig):
         xs: jax.Array,
         old_log_probs: jax.Array,
         advantage: jax.Array,
+        mask: jax.Array | None = None,
     ) -> tuple[Params, Any, Metrics]:
-        adv = normalize(advantage) if cfg.normalize_advantage else advantage
+        adv = normalize(advantage, mask) if cfg.normalize_advantage else advantage
 
         def one(carry, k):
             params, opt_state = carry
 
             def loss(p):
                 logp = policy.step_log_prob(p, norm, obs, xs, k)
-                return surrogate_loss(logp, old_log_probs[:, k], adv, cfg.clip_eps)
+                return surrogate_loss(logp, old_log_probs[:, k], adv, cfg.clip_eps, mask)
 
             (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params)
             if not cfg.train_encoder:

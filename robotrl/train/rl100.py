@@ -198,6 +198,10 @@ def imitate(
 # The critic, the dynamics model and PPO act at the policy's time scale: one "action" is the
 # executed part of a chunk (E env steps), its reward the discounted sum of the E rewards, and
 # the discount gamma^E. Observations are the policy's normalised state history, flattened.
+# ``terminal_value`` is the value credited to a terminated (successful) decision: Push-T ends an
+# episode at success, so with per-step coverage rewards a policy that hovers near the goal
+# without finishing out-earns one that finishes; crediting success as an absorbing state of
+# maximal reward (``r_max / (1 - gamma)``) makes finishing the best thing to do.
 
 
 def chunk_spec(spec: EnvSpec, obs_horizon: int, action_steps: int) -> EnvSpec:
@@ -225,7 +229,12 @@ def flat_history(norm: Normalizer, state_hist: jax.Array) -> jax.Array:
 
 
 def demo_transitions(
-    demos: dict, norm: Normalizer, obs_horizon: int, action_steps: int, gamma: float
+    demos: dict,
+    norm: Normalizer,
+    obs_horizon: int,
+    action_steps: int,
+    gamma: float,
+    terminal_value: float = 0.0,
 ) -> Transition:
     """Every step of ``collect_demonstrations``-style episodes (``obs [N, T, O]`` state,
     ``actions``, ``rewards``, ``lengths``, ``success``) as a decision starting there."""
@@ -248,21 +257,26 @@ def demo_transitions(
     nxt = np.maximum(t[:, None] + action_steps + np.arange(1 - obs_horizon, 1)[None], 0)
     nxt = np.minimum(nxt, np.minimum(lengths[ep], t_max - 1)[:, None])
     ended = ahead[:, -1] >= last
+    terminated = ended & success[ep]
+    reward = reward + gamma**action_steps * terminal_value * terminated
     return Transition(
         obs=flat_history(norm, jnp.asarray(obs[ep[:, None], past])),
         action=jnp.asarray(act.reshape(len(ep), -1), jnp.float32),
         reward=jnp.asarray(reward, jnp.float32),
-        terminated=jnp.asarray(ended & success[ep]),
+        terminated=jnp.asarray(terminated),
         truncated=jnp.asarray(ended & ~success[ep]),
         next_obs=flat_history(norm, jnp.asarray(obs[ep[:, None], nxt])),
     )
 
 
-def rollout_transitions(out: Rollout, norm: Normalizer, action_steps: int, gamma: float):
+def rollout_transitions(
+    out: Rollout, norm: Normalizer, action_steps: int, gamma: float, terminal_value: float = 0.0
+) -> Transition:
     """The decisions of a ``Rollout`` that happened (``alive``), as transitions."""
     states = out.obs["state"]  # [B, D, To, O]
     nxt = jnp.concatenate([states[:, 1:], out.final_obs["state"][:, None]], axis=1)
     reward = jnp.sum(out.rewards * gamma ** jnp.arange(action_steps)[None, None], axis=-1)
+    reward = reward + gamma**action_steps * terminal_value * out.terminated
     b, d = out.alive.shape
     executed = out.chunks[:, :, :action_steps].reshape(b, d, -1)
     alive = np.asarray(out.alive)
@@ -478,6 +492,160 @@ def offline_improve(
     return OfflineResult(state.replace(ema_params=ref), history)
 
 
+# --- stage 3: online RL -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OnlineConfig:
+    ppo: diffusion_ppo.DiffusionPPOConfig = diffusion_ppo.DiffusionPPOConfig(
+        clip_eps=0.2, lr=1e-5, train_encoder=True
+    )
+    iterations: int = 10  # rollout + update rounds
+    num_episodes: int = 32  # episodes per rollout (all decisions of each are the batch)
+    minibatch: int = 128  # decisions per minibatch
+    epochs: int = 5
+    value_hidden: tuple[int, ...] = (256, 256)
+    value_lr: float = 3e-4
+    value_clip_eps: float = 0.2
+    gamma: float = 0.99  # per env step; decisions discount gamma ** action_steps
+    lam: float = 0.95
+    terminal_value: float = 0.0  # credited to terminated decisions (see the transitions note)
+
+
+class OnlineState(NamedTuple):
+    params: Any  # the acting diffusion policy's
+    opt_state: Any
+    value_params: Any
+    value_opt_state: Any
+
+
+def online_rl(
+    env: Any,
+    policy: DiffusionPolicy,
+    state: DiffusionState,
+    cfg: OnlineConfig,
+    key: PRNGKey,
+    on_iteration: Callable[[int, dict, DiffusionState], None] | None = None,
+) -> DiffusionState:
+    """PPO over the denoising steps with GAE over decisions, on episodes of ``env``.
+
+    Each iteration runs ``num_episodes`` whole episodes with the stochastic sampler (keeping
+    the chains), computes GAE with ``gamma ** action_steps`` per decision (rewards summed with
+    ``gamma ** j`` inside the chunk), then ``epochs`` passes of shuffled minibatches: the K
+    per-step actor updates and one clipped value step each. Decisions after an episode ended
+    are padding, masked out of every loss. Returns the state with the trained policy in
+    ``ema_params`` (the weights that act).
+    """
+    import optax
+
+    from robotrl.algos.ppo import gae
+    from robotrl.nets.mlp import MLP
+
+    pcfg, n = policy.cfg, policy.cfg.action_steps
+    norm = state.norm
+    value_net = MLP(cfg.value_hidden, 1, "silu")
+    value_opt = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(cfg.value_lr, eps=1e-5))
+    actor_opt = diffusion_ppo.make_optimizer(cfg.ppo)
+    update_actor = diffusion_ppo.make_update(policy, cfg.ppo)
+    flat_dim = pcfg.obs_horizon * policy.state_dim
+    k_value, key = jax.random.split(key)
+    value_params = value_net.init(k_value, jnp.zeros((1, flat_dim)))
+    online = OnlineState(
+        state.ema_params,
+        actor_opt.init(state.ema_params),
+        value_params,
+        value_opt.init(value_params),
+    )
+    gamma_d = cfg.gamma**n
+
+    def values(params, hist):
+        return value_net.apply(params, flat_history(norm, hist))[..., 0]
+
+    def act(params):
+        def fn(hist, k):
+            chain = policy.sample_chain(params, norm, hist, k)
+            return chain.actions, (chain.xs, chain.log_probs)
+
+        return fn
+
+    @jax.jit
+    def collect(online, key):
+        out = rollout(env, act(online.params), key, cfg.num_episodes, pcfg.obs_horizon, n)
+        v = values(online.value_params, out.obs["state"])  # [B, D]
+        v_last = values(online.value_params, out.final_obs["state"])
+        v_next = jnp.concatenate([v[:, 1:], v_last[:, None]], axis=1)
+        reward = jnp.sum(out.rewards * cfg.gamma ** jnp.arange(n)[None, None], -1)
+        reward = reward + gamma_d * cfg.terminal_value * out.terminated
+        alive = out.alive
+        ended = jnp.concatenate([~alive[:, 1:], jnp.ones_like(alive[:, :1])], axis=1) & alive
+        truncated = ended & ~out.terminated
+        adv, ret = gae(
+            reward.T, v.T, v_next.T, out.terminated.T, truncated.T | ~alive.T, gamma_d, cfg.lam
+        )
+        flat = lambda x: x.reshape(-1, *x.shape[2:])
+        batch = {
+            "obs": {"state": flat(out.obs["state"])},
+            "xs": flat(out.extras[0]),
+            "log_probs": flat(out.extras[1]),
+            "advantage": flat(adv.T),
+            "return": flat(ret.T),
+            "value": flat(v),
+            "mask": flat(alive).astype(jnp.float32),
+        }
+        stats = {
+            "online/success": jnp.mean(out.success),
+            "online/return": jnp.mean(out.returns),
+            "online/length": jnp.mean(out.length),
+        }
+        return batch, stats
+
+    @jax.jit
+    def learn(online, batch, key):
+        size = batch["mask"].shape[0]
+        per_epoch = size // cfg.minibatch
+
+        def minibatch(online, idx):
+            mb = jax.tree.map(lambda x: x[idx], batch)
+            params, opt_state, metrics = update_actor(
+                online.params,
+                online.opt_state,
+                norm,
+                mb["obs"],
+                mb["xs"],
+                mb["log_probs"],
+                mb["advantage"],
+                mb["mask"],
+            )
+
+            def v_loss(p):
+                v = values(p, mb["obs"]["state"])
+                return diffusion_ppo.value_loss(
+                    v, mb["value"], mb["return"], cfg.value_clip_eps, mb["mask"]
+                )
+
+            loss_v, grads = jax.value_and_grad(v_loss)(online.value_params)
+            updates, v_opt = value_opt.update(grads, online.value_opt_state, online.value_params)
+            value_params = optax.apply_updates(online.value_params, updates)
+            new = OnlineState(params, opt_state, value_params, v_opt)
+            return new, {**metrics, "online/value_loss": loss_v}
+
+        def epoch(online, k):
+            perm = jax.random.permutation(k, size)[: per_epoch * cfg.minibatch]
+            return jax.lax.scan(minibatch, online, perm.reshape(per_epoch, cfg.minibatch))
+
+        online, metrics = jax.lax.scan(epoch, online, jax.random.split(key, cfg.epochs))
+        return online, jax.tree.map(jnp.mean, metrics)
+
+    for i in range(cfg.iterations):
+        key, k_roll, k_learn = jax.random.split(key, 3)
+        batch, stats = collect(online, k_roll)
+        online, metrics = learn(online, batch, k_learn)
+        if on_iteration is not None:
+            row = {k: float(v) for k, v in {**stats, **metrics}.items()}
+            on_iteration(i + 1, row, state.replace(ema_params=online.params))
+    return state.replace(ema_params=online.params)
+
+
 # --- stage 4: distillation to one step -------------------------------------------------------
 
 
@@ -542,6 +710,7 @@ __all__ = [
     "DistillConfig",
     "OfflineConfig",
     "OfflineResult",
+    "OnlineConfig",
     "Rollout",
     "amq_score",
     "chunk_spec",
@@ -557,6 +726,7 @@ __all__ = [
     "imitate",
     "offline_improve",
     "one_step_act",
+    "online_rl",
     "rollout",
     "rollout_transitions",
 ]

@@ -115,3 +115,72 @@ def test_imitation_learns_a_state_conditioned_chunk():
     chunk = policy.sample(state.ema_params, norm, obs, jax.random.PRNGKey(3))
     np.testing.assert_allclose(chunk[0], 2.0, atol=0.5)
     np.testing.assert_allclose(chunk[1], 8.0, atol=0.5)
+
+
+def test_image_policy_trains_and_samples(key):
+    """The image encoder (CNN + proprioception, random shift) through one update and both
+    samplers; the shift keeps the image's shape and moves its content."""
+    from policies.diffusion.network import random_shift
+
+    cfg = DiffusionConfig(encoder="image", horizon=4, action_steps=2, width=32, depth=1)
+    policy = DiffusionPolicy(cfg, state_dim=5, action_dim=2)
+    norm = Normalizer.fit(np.array([[0.0] * 5, [512.0] * 5]), np.array([[0.0, 0], [512, 512]]))
+    state = policy.init(key, norm, image_size=24)
+    k1, k2 = jax.random.split(key)
+    obs = {
+        "state": jax.random.uniform(k1, (8, 2, 5)) * 512,
+        "pixels": jax.random.randint(k2, (8, 2, 24, 24, 3), 0, 255).astype(jnp.uint8),
+    }
+    actions = jax.random.uniform(k1, (8, 4, 2)) * 512
+    new, metrics = jax.jit(policy.update)(state, obs, actions, key)
+    assert np.isfinite(float(metrics["diffusion/loss"]))
+    moved = jax.tree.leaves(
+        jax.tree.map(lambda a, b: jnp.abs(a - b).max(), state.params, new.params)
+    )
+    assert max(float(m) for m in moved) > 0
+    chunk = policy.sample(new.ema_params, norm, obs, key)
+    chain = policy.sample_chain(new.ema_params, norm, obs, key)
+    assert chunk.shape == chain.actions.shape == (8, 4, 2)
+    shifted = random_shift(jax.random.PRNGKey(3), obs["pixels"])
+    assert shifted.shape == obs["pixels"].shape and shifted.dtype == jnp.uint8
+    assert not np.array_equal(np.asarray(shifted), np.asarray(obs["pixels"]))
+
+
+@pytest.mark.parametrize("state_hidden", [(), (16,)])
+def test_numpy_forward_matches_jax(key, state_hidden):
+    """The numpy policy (no jax on a robot computer) gives the JAX policy's chunks for the same
+    noise: the K-step DDIM sampler and the one-step map."""
+    from policies.diffusion.numpy_policy import NumpyDiffusion
+
+    cfg = DiffusionConfig(
+        horizon=4,
+        action_steps=2,
+        width=32,
+        depth=2,
+        state_hidden=state_hidden,
+        features=8,
+        relative_to=(0, 1),
+    )
+    policy = DiffusionPolicy(cfg, state_dim=3, action_dim=2)
+    norm = Normalizer.fit(np.array([[-1.0, -1, -1], [1, 1, 1]]), np.array([[-3.0, -1], [2, 5]]))
+    state = policy.init(key, norm)
+    # Non-zero output layer (it starts at zero) so the comparison has something to compare.
+    params = jax.tree.map(
+        lambda x: x + 0.05 * jnp.sin(jnp.arange(x.size).reshape(x.shape)), state.params
+    )
+    k1, k2 = jax.random.split(key)
+    obs = {"state": jax.random.uniform(k1, (6, 2, 3), minval=-1, maxval=1)}
+    noise = jax.random.normal(k2, (6, 4, 2))
+    np_policy = NumpyDiffusion.from_jax(policy, params, norm)
+    ref = policy.reference(obs)
+    expect = norm.unaction(policy.denoise(params, norm, obs, noise)) + ref
+    np.testing.assert_allclose(
+        np_policy.sample(np.asarray(obs["state"]), np.asarray(noise)), expect, rtol=1e-4, atol=1e-4
+    )
+    one = norm.unaction(jnp.clip(policy.denoise_one_step(params, norm, obs, noise), -1, 1)) + ref
+    np.testing.assert_allclose(
+        np_policy.sample_one_step(np.asarray(obs["state"]), np.asarray(noise)),
+        one,
+        rtol=1e-4,
+        atol=1e-4,
+    )

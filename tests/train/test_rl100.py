@@ -40,6 +40,9 @@ def test_demo_transitions_discount_the_chunk_and_end_at_success():
     np.testing.assert_allclose(unnorm(tr.next_obs)[:2], [[1, 2], [2, 3]], atol=1e-5)
     np.testing.assert_allclose(unnorm(tr.next_obs)[-1], [5, 5], atol=1e-5)  # after the end
     np.testing.assert_allclose(tr.action[-1], [0.4, 0.4], atol=1e-6)  # edge padding
+    # Success credited as an absorbing state: gamma^E * terminal_value on terminated decisions.
+    credited = rl100.demo_transitions(episodes, norm, 2, 2, 0.5, terminal_value=8.0)
+    np.testing.assert_allclose(credited.reward - tr.reward, [0, 0, 0, 2.0, 2.0])
 
 
 def _tiny_policy(key):
@@ -161,3 +164,69 @@ def test_rollout_runs_chunks_with_receding_horizon_on_push_t(key):
     )
     assert tr.reward.shape[0] == int(out.length.sum())
     assert int(tr.terminated.sum()) == int(out.success.sum())
+
+
+class _TargetEnv:
+    """A 1-D task: the reward is 1 - |action - 0.6|; episodes of 4 steps; success when the
+    action lands within 0.1 of the target."""
+
+    def __init__(self):
+        from robotrl.types import ArraySpec, EnvSpec
+
+        self.spec = EnvSpec(
+            name="target",
+            obs=ArraySpec((2,)),
+            action_low=(-1.0,),
+            action_high=(1.0,),
+            ctrl_dt=0.1,
+            episode_length=4,
+        )
+
+    def reset(self, key, params=None):
+        from robotrl.envs import EnvState
+
+        return EnvState(
+            obs=jnp.zeros(2),
+            reward=jnp.zeros(()),
+            terminated=jnp.zeros((), bool),
+            truncated=jnp.zeros((), bool),
+            physics=jnp.zeros(()),
+            params={},
+            key=key,
+            metrics={"success": jnp.zeros(())},
+            info={},
+        )
+
+    def step(self, state, action):
+        err = jnp.abs(action[0] - 0.6)
+        obs = jnp.stack([state.physics + 1.0, action[0]])
+        return state.replace(
+            obs=obs,
+            reward=1.0 - err,
+            physics=state.physics + 1.0,
+            metrics={"success": (err < 0.1).astype(jnp.float32)},
+        )
+
+
+def test_online_ppo_over_denoising_steps_raises_the_return(key):
+    policy, state = _tiny_policy(key)
+    rows = []
+    cfg = rl100.OnlineConfig(
+        ppo=diffusion_ppo.DiffusionPPOConfig(clip_eps=0.2, lr=3e-3, train_encoder=True),
+        iterations=8,
+        num_episodes=64,
+        minibatch=64,
+        epochs=4,
+        value_hidden=(32,),
+    )
+    rl100.online_rl(
+        _TargetEnv(),
+        policy,
+        state,
+        cfg,
+        jax.random.PRNGKey(1),
+        on_iteration=lambda i, row, s: rows.append(row),
+    )
+    assert len(rows) == 8 and all(np.isfinite(r["online/value_loss"]) for r in rows)
+    returns = [r["online/return"] for r in rows]
+    assert returns[-1] > returns[0] + 0.3, returns

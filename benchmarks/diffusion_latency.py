@@ -1,0 +1,136 @@
+"""Diffusion policy speed: inference latency per action chunk (K-step DDIM vs the one-step
+student, JAX and numpy) and training throughput (imitation, offline PPO over the denoising
+steps), for the Push-T state policy of ``benchmarks/rl100_study.py``.
+
+Latency does not depend on the weights, so the networks are freshly initialised with the
+study's configuration; batch 1 is one robot, batch 64 a batch of simulated envs. Medians of 200
+calls after a warm-up (compilation excluded: a controller compiles once at start-up).
+
+Results: ``benchmarks/out/diffusion_latency.json``. Run: ``python -m benchmarks.diffusion_latency``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.common import machine, save
+
+
+def _median_s(fn, repeats: int = 200) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from policies.diffusion import data
+    from policies.diffusion.numpy_policy import NumpyDiffusion
+    from policies.diffusion.policy import DiffusionConfig, DiffusionPolicy
+    from robotrl.algos import diffusion_ppo
+    from sims.pusht.expert import collect_demonstrations
+
+    cfg = DiffusionConfig(horizon=16, action_steps=8)
+    policy = DiffusionPolicy(cfg, state_dim=5, action_dim=2)
+    raw = collect_demonstrations(jax.random.PRNGKey(0), 50)
+    demos = data.from_episodes(raw["obs"], raw["actions"], raw["lengths"])
+    obs, actions = data.windows(demos, jnp.arange(demos.size), cfg.obs_horizon, cfg.horizon)
+    norm = policy.fit_normalizer(demos.obs["state"], obs, actions)
+    state = policy.init(jax.random.PRNGKey(1), norm)
+    params = state.params
+    np_policy = NumpyDiffusion.from_jax(policy, params, norm)
+    report: dict = {"machine": machine(), "K": cfg.schedule.inference_steps, "latency_ms": {}}
+
+    k_step = jax.jit(lambda o, k: policy.sample(params, norm, o, k))
+    one_step = jax.jit(lambda o, k: policy.sample_one_step(params, norm, o, k))
+    for batch in (1, 64):
+        o = {"state": obs["state"][:batch]}
+        noise = np.random.default_rng(0).standard_normal((batch, cfg.horizon, 2)).astype(np.float32)
+        s = np.asarray(o["state"])
+        key = jax.random.PRNGKey(2)
+        row = {
+            "jax_k_step": _median_s(lambda o=o, k=key: jax.block_until_ready(k_step(o, k))),
+            "jax_one_step": _median_s(lambda o=o, k=key: jax.block_until_ready(one_step(o, k))),
+            "numpy_k_step": _median_s(lambda s=s, z=noise: np_policy.sample(s, z)),
+            "numpy_one_step": _median_s(lambda s=s, z=noise: np_policy.sample_one_step(s, z)),
+        }
+        row = {k: 1e3 * v for k, v in row.items()}
+        row["jax_ratio"] = row["jax_k_step"] / row["jax_one_step"]
+        row["numpy_ratio"] = row["numpy_k_step"] / row["numpy_one_step"]
+        report["latency_ms"][f"batch_{batch}"] = row
+        print(f"batch {batch}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+
+    # Training throughput.
+    steps = 2000
+    from robotrl.train import rl100
+
+    rl100.imitate(policy, state, demos, jax.random.PRNGKey(3), 1000, log_every=1000)  # compile
+    start = time.perf_counter()
+    rl100.imitate(policy, state, demos, jax.random.PRNGKey(4), steps, log_every=1000)
+    imitation = steps / (time.perf_counter() - start)
+
+    ppo_cfg = diffusion_ppo.DiffusionPPOConfig()
+    update = jax.jit(diffusion_ppo.make_update(policy, ppo_cfg))
+    opt_state = diffusion_ppo.make_optimizer(ppo_cfg).init(params)
+    batch_obs = {"state": obs["state"][:256]}
+
+    @jax.jit
+    def ppo_step(params, opt_state, key):
+        chain = policy.sample_chain(params, norm, batch_obs, key)
+        adv = chain.actions[:, 0, 0]
+        return update(params, opt_state, norm, batch_obs, chain.xs, chain.log_probs, adv)
+
+    jax.block_until_ready(ppo_step(params, opt_state, jax.random.PRNGKey(5)))
+    start = time.perf_counter()
+    n = 50
+    p, o_s = params, opt_state
+    for i in range(n):
+        p, o_s, _ = ppo_step(p, o_s, jax.random.PRNGKey(6 + i))
+    jax.block_until_ready(p)
+    ppo = n / (time.perf_counter() - start)
+    report["throughput"] = {
+        "imitation_updates_per_s": imitation,
+        "imitation_batch": cfg.batch_size,
+        "offline_ppo_updates_per_s": ppo,
+        "offline_ppo_batch": 256,
+    }
+    print(f"throughput: {report['throughput']}")
+    save("diffusion_latency", report)
+    return report
+
+
+def report(data: dict) -> str:
+    lines = [
+        f"## Diffusion policy latency (Push-T state policy, K = {data['K']})",
+        "",
+        "| batch | JAX K-step ms | JAX 1-step ms | ratio | numpy K-step ms | numpy 1-step ms "
+        "| ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in data["latency_ms"].items():
+        lines.append(
+            f"| {name.split('_')[1]} | {r['jax_k_step']:.3f} | {r['jax_one_step']:.3f} | "
+            f"{r['jax_ratio']:.1f}x | {r['numpy_k_step']:.3f} | {r['numpy_one_step']:.3f} | "
+            f"{r['numpy_ratio']:.1f}x |"
+        )
+    t = data["throughput"]
+    lines += [
+        "",
+        f"Training: imitation {t['imitation_updates_per_s']:.0f} updates/s (batch "
+        f"{t['imitation_batch']}); offline PPO over the denoising steps "
+        f"{t['offline_ppo_updates_per_s']:.1f} updates/s (batch {t['offline_ppo_batch']}, "
+        f"{data['K']} optimiser steps each).",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report(main(sys.argv[1:])))

@@ -1,0 +1,426 @@
+"""RL-100 on Push-T (state observations), stage by stage, with the OPE gate's signature.
+
+All data from the project (nothing downloaded):
+  1. imitation: the scripted expert's demonstrations; a diffusion policy (K = 10 DDIM steps)
+     trained with the DDPM loss; its success rate over ``--episodes`` evaluation episodes;
+  2. offline RL: rollouts of the imitation policy (stochastic sampler) + the demonstrations
+     train an IQL critic and a dynamics ensemble; PPO over the denoising steps on dataset
+     states, AM-Q scored every ``ope_every`` updates; gated (the reference moves only when the
+     score improves) and ungated (it always moves), both from the same start; at every check
+     the candidate's real success is measured too;
+  3. online RL: PPO over the denoising steps with GAE, from the gated offline result;
+  4. distillation: a one-step student of the final policy; success and latency per action
+     (batch 1, jitted, K-step vs one-step).
+Each stage's policy is checkpointed (orbax) under ``benchmarks/out/rl100/``.
+
+Results: ``benchmarks/out/rl100_study.json``, plot ``benchmarks/results/rl100_gate.png``.
+Run: ``python -m benchmarks.rl100_study`` (``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import shutil
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.common import OUT, ROOT, machine, save
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _latency(fn, *args, repeats: int = 200) -> float:
+    """Median seconds per call of a jitted function (after compiling)."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: a smoke run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--demos", type=int, default=300)
+    parser.add_argument("--imitation-steps", type=int, default=60_000)
+    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes")
+    parser.add_argument("--offline-updates", type=int, default=500)
+    parser.add_argument("--offline-lr", type=float, default=5e-5)
+    parser.add_argument("--online-iterations", type=int, default=10)
+    parser.add_argument("--distill-steps", type=int, default=15_000)
+    parser.add_argument("--distill-lr", type=float, default=3e-4)
+    parser.add_argument(
+        "--reuse-imitation",
+        action="store_true",
+        help="restore the imitation policy checkpointed by an earlier run with the same seed "
+        "and budgets instead of training it again",
+    )
+    parser.add_argument("--stop-after-offline", action="store_true")
+    parser.add_argument(
+        "--redo-distillation",
+        action="store_true",
+        help="keep the stages of the last saved run (its report and online checkpoint) and "
+        "run the distillation again",
+    )
+    parser.add_argument(
+        "--raw-reward",
+        action="store_true",
+        help="no success credit: RL on the env's per-step coverage reward alone",
+    )
+    args = parser.parse_args([] if argv is None else argv)
+    if args.quick:
+        args.demos, args.imitation_steps, args.episodes = 20, 2_000, 16
+        args.offline_updates, args.online_iterations, args.distill_steps = 100, 2, 500
+
+    from policies.diffusion import data
+    from policies.diffusion.policy import DiffusionConfig, DiffusionPolicy
+    from robotrl.algos import diffusion_ppo, iql
+    from robotrl.algos.dynamics import DynamicsConfig
+    from robotrl.runs.checkpoint import CheckpointStore
+    from robotrl.train import rl100
+    from sims.pusht.env import PushT, PushTConfig
+    from sims.pusht.expert import collect_demonstrations
+
+    t0 = time.perf_counter()
+    key = jax.random.PRNGKey(args.seed)
+    env = PushT(PushTConfig())
+    out_dir = OUT / "rl100"
+    report: dict = {"args": vars(args), "machine": machine(), "stages": {}}
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", flush=True)
+
+    def evaluate(state, act=None) -> dict:
+        cfg = policy.cfg
+        act = act or rl100.deterministic_act(policy, state)
+        run = jax.jit(
+            lambda k: rl100.rollout(env, act, k, args.episodes, cfg.obs_horizon, cfg.action_steps)
+        )
+        out = run(jax.random.PRNGKey(10_000 + args.seed))  # the same episodes for every stage
+        return {"success": float(out.success.mean()), "return": float(out.returns.mean())}
+
+    def checkpoint(stage: str, tree, meta: dict) -> None:
+        # A fresh directory per run: orbax keeps an existing step rather than overwrite it.
+        shutil.rmtree(out_dir / stage, ignore_errors=True)
+        store = CheckpointStore(out_dir / stage, keep=1)
+        store.save(0, tree, meta)
+        store.close()
+
+    def restore(stage: str, like):
+        store = CheckpointStore(out_dir / stage, read_only=True)
+        params, meta = store.restore(like)
+        store.close()
+        return params, meta
+
+    # 1. Imitation ------------------------------------------------------------------------
+    k_demo, k_init, k_imit, key = jax.random.split(key, 4)
+    demos_raw = collect_demonstrations(k_demo, args.demos)
+    demos = data.from_episodes(demos_raw["obs"], demos_raw["actions"], demos_raw["lengths"])
+    cfg = DiffusionConfig(horizon=16, action_steps=8)
+    policy = DiffusionPolicy(cfg, state_dim=5, action_dim=2)
+    obs, actions = data.windows(demos, jnp.arange(demos.size), cfg.obs_horizon, cfg.horizon)
+    norm = policy.fit_normalizer(demos.obs["state"], obs, actions)
+    state = policy.init(k_init, norm)
+    log(
+        f"{args.demos} demonstrations, {demos.size} steps, expert success "
+        f"{demos_raw['success'].mean():.3f}; imitation for {args.imitation_steps} steps"
+    )
+    start = time.perf_counter()
+    if args.redo_distillation:
+        import json
+
+        previous = json.loads((OUT / "rl100_study.json").read_text())
+        report["stages"] = {k: v for k, v in previous["stages"].items() if k != "distilled"}
+        report["wall_s"] = previous["wall_s"] - previous["stages"]["distilled"].get("wall_s", 0.0)
+        params, _ = restore("online", state.ema_params)
+        online_state = state.replace(params=params, ema_params=params)
+        starts = demos.obs["state"][
+            jnp.maximum(
+                jnp.arange(demos.size)[:, None] + jnp.arange(1 - cfg.obs_horizon, 1)[None],
+                demos.first[:, None],
+            )
+        ]
+        k_dist = jax.random.fold_in(key, 4)
+        return _distill_stage(
+            args, report, policy, online_state, starts, evaluate, checkpoint, log, k_dist, t0
+        )
+    if args.reuse_imitation:
+        params, meta = restore("imitation", state.ema_params)
+        state = state.replace(params=params, ema_params=params)
+        imitation = {
+            **evaluate(state),
+            "train_s": meta["train_s"],
+            "updates_per_s": meta["updates_per_s"],
+            "reused": True,
+        }
+    else:
+        state = rl100.imitate(policy, state, demos, k_imit, args.imitation_steps, log_every=1000)
+        imitation = {
+            **evaluate(state),
+            "train_s": time.perf_counter() - start,
+            "updates_per_s": args.imitation_steps / (time.perf_counter() - start),
+        }
+        checkpoint("imitation", state.ema_params, {"stage": "imitation", **imitation})
+    report["stages"]["imitation"] = imitation
+    log(f"imitation: {imitation}")
+
+    # 2. Offline RL -----------------------------------------------------------------------
+    k_roll, k_critic, k_dyn, k_off, key = jax.random.split(key, 5)
+
+    def stochastic(hist, k):
+        chain = policy.sample_chain(state.ema_params, norm, hist, k)
+        return chain.actions, ()
+
+    rollouts = jax.jit(
+        lambda k: rl100.rollout(env, stochastic, k, args.demos, cfg.obs_horizon, cfg.action_steps)
+    )(k_roll)
+    gamma = 0.99
+    # Success ends a Push-T episode: credit it as absorbing at the maximal reward (1 per step),
+    # or the per-step coverage reward pays more for hovering near the goal than for finishing.
+    terminal = 0.0 if args.raw_reward else 1.0 / (1.0 - gamma)
+    transitions = rl100.concat(
+        rl100.demo_transitions(demos_raw, norm, cfg.obs_horizon, cfg.action_steps, gamma, terminal),
+        rl100.rollout_transitions(rollouts, norm, cfg.action_steps, gamma, terminal),
+    )
+    spec = rl100.chunk_spec(env.spec, cfg.obs_horizon, cfg.action_steps)
+    off_cfg = rl100.OfflineConfig(
+        critic=iql.IQLConfig(expectile=0.7, gamma=gamma**cfg.action_steps),
+        critic_steps=2_000 if args.quick else 20_000,
+        dynamics=DynamicsConfig(),
+        dynamics_steps=500 if args.quick else 5_000,
+        ppo=diffusion_ppo.DiffusionPPOConfig(lr=args.offline_lr),
+        updates=args.offline_updates,
+    )
+    critic, critic_metrics = rl100.fit_critic(
+        spec, transitions, off_cfg.critic, off_cfg.critic_steps, k_critic
+    )
+    dyn, dyn_state, dyn_metrics = rl100.fit_dynamics(
+        transitions, off_cfg.dynamics, off_cfg.dynamics_steps, k_dyn
+    )
+    log(
+        f"{int(transitions.reward.shape[0])} decisions (rollout success "
+        f"{float(rollouts.success.mean()):.3f}); critic {critic_metrics}; dynamics {dyn_metrics}"
+    )
+    model = lambda s, a, k: dyn.predict(dyn_state, s, a, k)
+    starts = demos.obs["state"][
+        jnp.maximum(
+            jnp.arange(demos.size)[:, None] + jnp.arange(1 - cfg.obs_horizon, 1)[None],
+            demos.first[:, None],
+        )
+    ]  # every demonstration step's history [S, To, O]
+
+    def real(row, candidate):
+        result = evaluate(candidate)
+        log(
+            f"  update {row['update']}: OPE {row['ope']:.3f} accepted {row['accepted']} "
+            f"real success {result['success']:.3f}"
+        )
+        return {"real_success": result["success"], "real_return": result["return"]}
+
+    offline = {}
+    for name, gated in (("gated", True), ("ungated", False)):
+        log(f"offline PPO, {name}")
+        result = rl100.offline_improve(
+            policy,
+            state,
+            critic,
+            model,
+            starts,
+            dataclasses.replace(off_cfg, gate=gated),
+            k_off,
+            on_check=real,
+        )
+        offline[name] = {"history": result.history, "final": evaluate(result.policy_state)}
+        if gated:
+            offline_state = result.policy_state
+    report["stages"]["offline"] = offline
+    checkpoint(
+        "offline", offline_state.ema_params, {"stage": "offline", **offline["gated"]["final"]}
+    )
+    log(f"offline (gated reference): {offline['gated']['final']}")
+    if args.stop_after_offline:
+        report["wall_s"] = time.perf_counter() - t0
+        save("rl100_offline", report)
+        return report
+
+    # 3. Online RL ------------------------------------------------------------------------
+    k_on, k_dist, key = jax.random.split(key, 3)
+    online_rows = []
+
+    def on_iteration(i, row, _):
+        online_rows.append(row)
+        log(f"  online {i}: {row}")
+
+    online_cfg = rl100.OnlineConfig(iterations=args.online_iterations, terminal_value=terminal)
+    online_state = rl100.online_rl(env, policy, offline_state, online_cfg, k_on, on_iteration)
+    online = {**evaluate(online_state), "iterations": online_rows}
+    report["stages"]["online"] = online
+    checkpoint("online", online_state.ema_params, {"stage": "online", "success": online["success"]})
+    log(f"online: success {online['success']}")
+
+    # 4. Distillation ---------------------------------------------------------------------
+    return _distill_stage(
+        args, report, policy, online_state, starts, evaluate, checkpoint, log, k_dist, t0
+    )
+
+
+def _distill_stage(args, report, policy, online_state, starts, evaluate, checkpoint, log, key, t0):
+    """Stage 4: the one-step student, trained on the demonstration states and on the states the
+    teacher visits itself (its own rollouts: a student trained on demonstration states alone
+    meets states it never saw as soon as the teacher's closed loop leaves them)."""
+    from robotrl.train import rl100
+    from sims.pusht.env import PushT, PushTConfig
+
+    start = time.perf_counter()
+    cfg, norm = policy.cfg, online_state.norm
+    k_roll, k_dist = jax.random.split(key)
+    env = PushT(PushTConfig())
+    visits = jax.jit(
+        lambda k: rl100.rollout(
+            env,
+            rl100.deterministic_act(policy, online_state),
+            k,
+            args.demos,
+            cfg.obs_horizon,
+            cfg.action_steps,
+        )
+    )(k_roll)
+    visited = visits.obs["state"][np.asarray(visits.alive)]  # [decisions, To, O]
+    states = jnp.concatenate([starts, visited], axis=0)
+    log(f"distillation on {starts.shape[0]} demonstration + {visited.shape[0]} visited states")
+    student, distill_metrics = rl100.distill(
+        policy,
+        online_state,
+        states,
+        rl100.DistillConfig(steps=args.distill_steps, lr=args.distill_lr),
+        k_dist,
+    )
+    online = report["stages"]["online"]
+    distilled = {
+        **evaluate(online_state, rl100.one_step_act(policy, student, norm)),
+        **distill_metrics,
+        "distill_states": int(states.shape[0]),
+    }
+    checkpoint("distilled", student, {"stage": "distilled", **distilled})
+    k_lat = jax.random.PRNGKey(7)
+    k_step = jax.jit(lambda o, k: policy.sample(online_state.ema_params, norm, o, k))
+    one_step = jax.jit(lambda o, k: policy.sample_one_step(student, norm, o, k))
+    for batch in (1, 64):  # one robot; a batch of envs (per-call overhead amortised)
+        obs_b = {"state": starts[:batch]}
+        k_ms = 1e3 * _latency(k_step, obs_b, k_lat)
+        one_ms = 1e3 * _latency(one_step, obs_b, k_lat)
+        distilled[f"latency_b{batch}_k_step_ms"] = k_ms
+        distilled[f"latency_b{batch}_one_step_ms"] = one_ms
+        distilled[f"latency_b{batch}_ratio"] = k_ms / one_ms
+    distilled["kept_fraction"] = distilled["success"] / max(online["success"], 1e-9)
+    distilled["wall_s"] = time.perf_counter() - start
+    report["stages"]["distilled"] = distilled
+    log(f"distilled: {distilled}")
+
+    report["wall_s"] = report.get("wall_s", 0.0) + time.perf_counter() - t0
+    save("rl100_study", report)
+    _plot(report, RESULTS / "rl100_gate.png")
+    return report
+
+
+def gate_summary(data: dict) -> dict:
+    """The signature's numbers: accepted policies' OPE monotone, their real success vs
+    imitation, and the ungated run's regressions (real success below imitation)."""
+    imitation = data["stages"]["imitation"]["success"]
+    gated = data["stages"]["offline"]["gated"]["history"]
+    accepted = [r for r in gated if r["accepted"]]
+    ope = [r["ope"] for r in accepted]
+    # The acting (reference) policy after each check: the last accepted candidate.
+    acting, current = [], gated[0]
+    for r in gated:
+        current = r if r["accepted"] else current
+        acting.append(current["real_success"])
+    ungated = data["stages"]["offline"]["ungated"]["history"][1:]
+    return {
+        "accepted": len(accepted) - 1,
+        "checks": len(gated) - 1,
+        "ope_monotone": all(b > a for a, b in itertools.pairwise(ope)),
+        "acting_at_least_imitation": sum(s >= imitation for s in acting[1:])
+        / max(len(acting) - 1, 1),
+        "ungated_below_imitation": sum(r["real_success"] < imitation for r in ungated),
+        "ungated_min_success": min((r["real_success"] for r in ungated), default=float("nan")),
+    }
+
+
+def report(data: dict) -> str:
+    st = data["stages"]
+    d = st["distilled"]
+    g = gate_summary(data)
+    lines = [
+        "## RL-100 on Push-T (state observations, one seed)",
+        "",
+        "| stage | success | mean return |",
+        "|---|---|---|",
+        f"| imitation | {st['imitation']['success']:.2f} | {st['imitation']['return']:.1f} |",
+        f"| offline RL (gated) | {st['offline']['gated']['final']['success']:.2f} | "
+        f"{st['offline']['gated']['final']['return']:.1f} |",
+        f"| offline RL (ungated) | {st['offline']['ungated']['final']['success']:.2f} | "
+        f"{st['offline']['ungated']['final']['return']:.1f} |",
+        f"| online RL | {st['online']['success']:.2f} | {st['online']['return']:.1f} |",
+        f"| distilled (1 step) | {d['success']:.2f} | {d['return']:.1f} |",
+        "",
+        f"Gate: {g['accepted']} of {g['checks']} candidates accepted, OPE of the accepted "
+        f"{'monotone' if g['ope_monotone'] else 'not monotone'}; the acting policy's real "
+        f"success >= imitation at {100 * g['acting_at_least_imitation']:.0f}% of the checks; "
+        f"ungated candidates below imitation at {g['ungated_below_imitation']} checks (lowest "
+        f"{g['ungated_min_success']:.2f}). Distilled keeps {100 * d['kept_fraction']:.0f}% of "
+        f"the online policy's success; latency K-step / one-step (JAX, jitted): batch 1 "
+        f"{d['latency_b1_ratio']:.1f}x, batch 64 {d['latency_b64_ratio']:.1f}x. Plot: "
+        "`benchmarks/results/rl100_gate.png`; wall time "
+        f"{data['wall_s'] / 60:.0f} min.",
+    ]
+    return "\n".join(lines)
+
+
+def _plot(report: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    imitation = report["stages"]["imitation"]
+    panels = (
+        ("ope", "AM-Q score", "OPE"),
+        ("real_success", "success rate", "real success"),
+        ("real_return", "mean return", "real return"),
+    )
+    for ax, (field, ylabel, title) in zip(axes, panels, strict=True):
+        for name, style in (("gated", "-o"), ("ungated", "--s")):
+            rows = report["stages"]["offline"][name]["history"]
+            x = [r["update"] for r in rows]
+            ax.plot(x, [r[field] for r in rows], style, label=f"{name}: candidate")
+            if name == "gated":
+                acc = [r for r in rows if r["accepted"]]
+                ax.plot(
+                    [r["update"] for r in acc],
+                    [r[field] for r in acc],
+                    "k*",
+                    markersize=9,
+                    label="accepted",
+                )
+        if field != "ope":
+            ax.axhline(imitation[field.split("_")[1]], color="grey", lw=1, label="imitation")
+        ax.set(xlabel="offline PPO updates", ylabel=ylabel, title=title)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    print(report(main(sys.argv[1:])))
