@@ -9,6 +9,7 @@ inference timesteps, ``add_noise``, and the outputs of ``DDIMScheduler.step`` (e
 the same noise) and ``DDPMScheduler.step`` over a whole chain fed the same model outputs.
 Prints one line per case and the largest absolute difference; exits 1 on a mismatch.
 
+    .bench-venv/bin/pip install diffusers==0.42.1   # once; not in requirements-peer.txt
     .bench-venv/bin/python benchmarks/diffusers_check.py
 """
 

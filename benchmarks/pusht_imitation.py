@@ -30,6 +30,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument(
+        "--rate-only",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time N updates in 3 chunks (no evaluation); prints updates/s after the first",
+    )
     args = parser.parse_args([] if argv is None else argv)
 
     from policies.diffusion import data
@@ -48,8 +55,14 @@ def main(argv: list[str] | None = None) -> dict:
     state = policy.init(
         jax.random.PRNGKey(1), policy.fit_normalizer(demos.obs["state"], obs, actions)
     )
-    env = PushT(PushTConfig(obs=args.encoder))
+    evaluate = rl100.make_evaluator(PushT(PushTConfig(obs=args.encoder)), policy, args.episodes)
     print(f"{args.demos} demos, {demos.size} steps ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if args.rate_only:
+        from benchmarks.diffusion_latency import imitation_rate
+
+        rate = imitation_rate(policy, state, demos, args.rate_only, jax.random.PRNGKey(2))
+        print(f"{args.encoder}: {rate:.3f} updates/s after compilation (batch {args.batch})")
+        return {"updates_per_s": rate}
     rows = []
     for i in range(args.steps // args.eval_every):
         start = time.perf_counter()
@@ -64,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         jax.block_until_ready(state.params)
         train_s = time.perf_counter() - start
-        result = rl100.evaluate(env, policy, state, jax.random.PRNGKey(99), args.episodes)
+        result = evaluate(state.ema_params, state.norm, jax.random.PRNGKey(99))
         row = {"updates": (i + 1) * args.eval_every, "train_s": train_s, **result}
         rows.append(row)
         print(row, flush=True)

@@ -9,11 +9,13 @@ All data from the project (nothing downloaded):
      score improves) and ungated (it always moves), both from the same start; at every check
      the candidate's real success is measured too;
   3. online RL: PPO over the denoising steps with GAE, from the gated offline result;
-  4. distillation: a one-step student of the final policy; success and latency per action
-     (batch 1, jitted, K-step vs one-step).
+  4. distillation: a one-step student of the final policy, trained on the demonstration
+     states and the states the teacher visits; its success (latency:
+     ``benchmarks/diffusion_latency.py``; open-loop agreement: ``rl100_distill_check.py``).
 Each stage's policy is checkpointed (orbax) under ``benchmarks/out/rl100/``.
 
-Results: ``benchmarks/out/rl100_study.json``, plot ``benchmarks/results/rl100_gate.png``.
+Results: ``benchmarks/out/rl100_study.json``, plot ``benchmarks/results/rl100_gate.png``
+(``--quick`` writes ``rl100_quick*`` instead, so a smoke run never replaces a full one).
 Run: ``python -m benchmarks.rl100_study`` (``--quick`` for a smoke run).
 """
 
@@ -33,17 +35,6 @@ import numpy as np
 from benchmarks.common import OUT, ROOT, machine, save
 
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def _latency(fn, *args, repeats: int = 200) -> float:
-    """Median seconds per call of a jitted function (after compiling)."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -93,20 +84,20 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     key = jax.random.PRNGKey(args.seed)
     env = PushT(PushTConfig())
-    out_dir = OUT / "rl100"
-    report: dict = {"args": vars(args), "machine": machine(), "stages": {}}
+    name = "rl100_quick" if args.quick else "rl100_study"
+    out_dir = OUT / ("rl100-quick" if args.quick else "rl100")
+    report: dict = {"name": name, "args": vars(args), "machine": machine(), "stages": {}}
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", flush=True)
 
-    def evaluate(state, act=None) -> dict:
-        cfg = policy.cfg
-        act = act or rl100.deterministic_act(policy, state)
-        run = jax.jit(
-            lambda k: rl100.rollout(env, act, k, args.episodes, cfg.obs_horizon, cfg.action_steps)
-        )
-        out = run(jax.random.PRNGKey(10_000 + args.seed))  # the same episodes for every stage
-        return {"success": float(out.success.mean()), "return": float(out.returns.mean())}
+    # Compiled once each; every stage is evaluated on the same episodes.
+    eval_key = jax.random.PRNGKey(10_000 + args.seed)
+
+    def evaluate(state, student=None) -> dict:
+        if student is None:
+            return k_step_eval(state.ema_params, state.norm, eval_key)
+        return one_step_eval(student, state.norm, eval_key)
 
     def checkpoint(stage: str, tree, meta: dict) -> None:
         # A fresh directory per run: orbax keeps an existing step rather than overwrite it.
@@ -127,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     demos = data.from_episodes(demos_raw["obs"], demos_raw["actions"], demos_raw["lengths"])
     cfg = DiffusionConfig(horizon=16, action_steps=8)
     policy = DiffusionPolicy(cfg, state_dim=5, action_dim=2)
+    k_step_eval = rl100.make_evaluator(env, policy, args.episodes)
+    one_step_eval = rl100.make_evaluator(env, policy, args.episodes, one_step=True)
     obs, actions = data.windows(demos, jnp.arange(demos.size), cfg.obs_horizon, cfg.horizon)
     norm = policy.fit_normalizer(demos.obs["state"], obs, actions)
     state = policy.init(k_init, norm)
@@ -138,17 +131,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.redo_distillation:
         import json
 
-        previous = json.loads((OUT / "rl100_study.json").read_text())
+        previous = json.loads((OUT / f"{name}.json").read_text())
         report["stages"] = {k: v for k, v in previous["stages"].items() if k != "distilled"}
         report["wall_s"] = previous["wall_s"] - previous["stages"]["distilled"].get("wall_s", 0.0)
         params, _ = restore("online", state.ema_params)
         online_state = state.replace(params=params, ema_params=params)
-        starts = demos.obs["state"][
-            jnp.maximum(
-                jnp.arange(demos.size)[:, None] + jnp.arange(1 - cfg.obs_horizon, 1)[None],
-                demos.first[:, None],
-            )
-        ]
+        starts = obs["state"]  # every demonstration step's history [S, To, O]
         k_dist = jax.random.fold_in(key, 4)
         return _distill_stage(
             args, report, policy, online_state, starts, evaluate, checkpoint, log, k_dist, t0
@@ -176,13 +164,13 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. Offline RL -----------------------------------------------------------------------
     k_roll, k_critic, k_dyn, k_off, key = jax.random.split(key, 5)
 
-    def stochastic(hist, k):
-        chain = policy.sample_chain(state.ema_params, norm, hist, k)
-        return chain.actions, ()
+    def stochastic_rollouts(params, key):
+        def act(hist, k):
+            return policy.sample_chain(params, norm, hist, k).actions, ()
 
-    rollouts = jax.jit(
-        lambda k: rl100.rollout(env, stochastic, k, args.demos, cfg.obs_horizon, cfg.action_steps)
-    )(k_roll)
+        return rl100.rollout(env, act, key, args.demos, cfg.obs_horizon, cfg.action_steps)
+
+    rollouts = jax.jit(stochastic_rollouts)(state.ema_params, k_roll)
     gamma = 0.99
     # Success ends a Push-T episode: credit it as absorbing at the maximal reward (1 per step),
     # or the per-step coverage reward pays more for hovering near the goal than for finishing.
@@ -211,12 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{float(rollouts.success.mean()):.3f}); critic {critic_metrics}; dynamics {dyn_metrics}"
     )
     model = lambda s, a, k: dyn.predict(dyn_state, s, a, k)
-    starts = demos.obs["state"][
-        jnp.maximum(
-            jnp.arange(demos.size)[:, None] + jnp.arange(1 - cfg.obs_horizon, 1)[None],
-            demos.first[:, None],
-        )
-    ]  # every demonstration step's history [S, To, O]
+    starts = obs["state"]  # every demonstration step's history [S, To, O]
 
     def real(row, candidate):
         result = evaluate(candidate)
@@ -285,15 +268,15 @@ def _distill_stage(args, report, policy, online_state, starts, evaluate, checkpo
     k_roll, k_dist = jax.random.split(key)
     env = PushT(PushTConfig())
     visits = jax.jit(
-        lambda k: rl100.rollout(
+        lambda params, k: rl100.rollout(
             env,
-            rl100.deterministic_act(policy, online_state),
+            rl100.policy_act(policy, params, norm),
             k,
             args.demos,
             cfg.obs_horizon,
             cfg.action_steps,
         )
-    )(k_roll)
+    )(online_state.ema_params, k_roll)
     visited = visits.obs["state"][np.asarray(visits.alive)]  # [decisions, To, O]
     states = jnp.concatenate([starts, visited], axis=0)
     log(f"distillation on {starts.shape[0]} demonstration + {visited.shape[0]} visited states")
@@ -306,29 +289,20 @@ def _distill_stage(args, report, policy, online_state, starts, evaluate, checkpo
     )
     online = report["stages"]["online"]
     distilled = {
-        **evaluate(online_state, rl100.one_step_act(policy, student, norm)),
+        **evaluate(online_state, student),
         **distill_metrics,
         "distill_states": int(states.shape[0]),
     }
     checkpoint("distilled", student, {"stage": "distilled", **distilled})
-    k_lat = jax.random.PRNGKey(7)
-    k_step = jax.jit(lambda o, k: policy.sample(online_state.ema_params, norm, o, k))
-    one_step = jax.jit(lambda o, k: policy.sample_one_step(student, norm, o, k))
-    for batch in (1, 64):  # one robot; a batch of envs (per-call overhead amortised)
-        obs_b = {"state": starts[:batch]}
-        k_ms = 1e3 * _latency(k_step, obs_b, k_lat)
-        one_ms = 1e3 * _latency(one_step, obs_b, k_lat)
-        distilled[f"latency_b{batch}_k_step_ms"] = k_ms
-        distilled[f"latency_b{batch}_one_step_ms"] = one_ms
-        distilled[f"latency_b{batch}_ratio"] = k_ms / one_ms
     distilled["kept_fraction"] = distilled["success"] / max(online["success"], 1e-9)
     distilled["wall_s"] = time.perf_counter() - start
     report["stages"]["distilled"] = distilled
     log(f"distilled: {distilled}")
 
     report["wall_s"] = report.get("wall_s", 0.0) + time.perf_counter() - t0
-    save("rl100_study", report)
-    _plot(report, RESULTS / "rl100_gate.png")
+    save(report["name"], report)
+    full = report["name"] == "rl100_study"
+    _plot(report, RESULTS / "rl100_gate.png" if full else OUT / "rl100_quick.png")
     return report
 
 
@@ -378,8 +352,7 @@ def report(data: dict) -> str:
         f"success >= imitation at {100 * g['acting_at_least_imitation']:.0f}% of the checks; "
         f"ungated candidates below imitation at {g['ungated_below_imitation']} checks (lowest "
         f"{g['ungated_min_success']:.2f}). Distilled keeps {100 * d['kept_fraction']:.0f}% of "
-        f"the online policy's success; latency K-step / one-step (JAX, jitted): batch 1 "
-        f"{d['latency_b1_ratio']:.1f}x, batch 64 {d['latency_b64_ratio']:.1f}x. Plot: "
+        "the online policy's success (latency: `benchmarks.diffusion_latency`). Plot: "
         "`benchmarks/results/rl100_gate.png`; wall time "
         f"{data['wall_s'] / 60:.0f} min.",
     ]

@@ -42,7 +42,8 @@ class BundleError(ValueError):
     """A bundle is missing, damaged, of another version, or inconsistent."""
 
 
-def _activation(name: str, x: np.ndarray) -> np.ndarray:
+def activation(name: str, x: np.ndarray) -> np.ndarray:
+    """The numpy activations of a layer program (float32, flax's definitions)."""
     if name == "relu":
         return np.maximum(x, 0)
     if name == "tanh":
@@ -103,7 +104,7 @@ class PolicyBundle:
                 x = (x - mean) / np.sqrt(var + np.float32(layer["eps"]))
                 x = x * self.params[layer["scale"]] + self.params[layer["bias"]]
             elif op == "activation":
-                x = _activation(layer["fn"], x)
+                x = activation(layer["fn"], x)
             else:
                 raise BundleError(f"unknown layer op {op!r}")
             x = x.astype(np.float32)

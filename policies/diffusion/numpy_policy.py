@@ -15,12 +15,7 @@ from typing import Any
 
 import numpy as np
 
-_ACT = {
-    "relu": lambda x: np.maximum(x, 0.0),
-    "silu": lambda x: x / (1.0 + np.exp(-x)),
-    "tanh": np.tanh,
-    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
-}
+from policies.bundle import BundleError, activation
 
 
 def _dense(p: dict, x: np.ndarray) -> np.ndarray:
@@ -28,6 +23,7 @@ def _dense(p: dict, x: np.ndarray) -> np.ndarray:
 
 
 def _layer_norm(p: dict, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    # flax's LayerNorm (the bundle's "layernorm" op computes the same)
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
     return (x - mean) / np.sqrt(var + eps) * p["scale"] + p["bias"]
@@ -37,10 +33,12 @@ class NumpyDiffusion:
     def __init__(self, cfg: Any, action_dim: int, params: dict, norm: dict, schedule: dict):
         if cfg.encoder != "state":
             raise ValueError("the numpy forward supports the state encoder only")
-        if cfg.activation not in _ACT:
-            raise ValueError(f"activation {cfg.activation!r} has no numpy forward")
+        try:
+            activation(cfg.activation, np.zeros(1, np.float32))
+        except BundleError as err:
+            raise ValueError(f"activation {cfg.activation!r} has no numpy forward") from err
         self.cfg, self.action_dim = cfg, action_dim
-        self.act = _ACT[cfg.activation]
+        self.act = lambda x: activation(cfg.activation, x)
         self.params, self.norm, self.schedule = params, norm, schedule
 
     @classmethod

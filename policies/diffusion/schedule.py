@@ -124,6 +124,11 @@ def _abar_prev(sched: Schedule, prev_t: jax.Array) -> jax.Array:
     return jnp.where(prev_t >= 0, sched.alphas_cumprod[safe], sched.final_alpha_cumprod)
 
 
+def _step_terms(cfg, sched, x, eps, t, prev_t):
+    """``abar_t``, ``abar_s`` and the clipped ``x0_hat`` every sampler step starts from."""
+    return sched.alphas_cumprod[t], _abar_prev(sched, prev_t), predict_x0(cfg, sched, x, eps, t)
+
+
 def predict_x0(
     cfg: ScheduleConfig, sched: Schedule, x: jax.Array, eps: jax.Array, t: jax.Array
 ) -> jax.Array:
@@ -149,9 +154,7 @@ def ddim_mean_std(
     ``eta = 0, std_floor = 0`` is deterministic DDIM (std 0). The direction term uses the
     DDIM sigma (before the floor), so the floor only widens the step's noise.
     """
-    abar = sched.alphas_cumprod[t]
-    abar_prev = _abar_prev(sched, prev_t)
-    x0 = predict_x0(cfg, sched, x, eps, t)
+    abar, abar_prev, x0 = _step_terms(cfg, sched, x, eps, t, prev_t)
     variance = (1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev)
     sigma = eta * jnp.sqrt(variance)
     direction = jnp.sqrt(jnp.maximum(1.0 - abar_prev - sigma**2, 0.0)) * eps
@@ -184,11 +187,9 @@ def ddpm_step(
     noise: jax.Array,
 ) -> jax.Array:
     """``diffusers``' ``DDPMScheduler.step`` (epsilon prediction, ``fixed_small`` variance)."""
-    abar = sched.alphas_cumprod[t]
-    abar_prev = _abar_prev(sched, prev_t)
+    abar, abar_prev, x0 = _step_terms(cfg, sched, x, eps, t, prev_t)
     alpha_t = abar / abar_prev
     beta_t = 1.0 - alpha_t
-    x0 = predict_x0(cfg, sched, x, eps, t)
     mean = (jnp.sqrt(abar_prev) * beta_t * x0 + jnp.sqrt(alpha_t) * (1.0 - abar_prev) * x) / (
         1.0 - abar
     )

@@ -25,11 +25,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from policies.diffusion import data as demo_data
 from policies.diffusion.policy import DiffusionPolicy, DiffusionState, Normalizer
 from robotrl.algos import diffusion_ppo, iql
 from robotrl.algos.dynamics import Dynamics, DynamicsConfig, DynamicsState
+from robotrl.algos.ppo import gae
+from robotrl.nets.mlp import MLP
 from robotrl.types import ArraySpec, EnvSpec, PRNGKey, Transition
 
 # act(obs_history, key) -> (chunk [B, H, A], extras pytree [B, ...]); obs_history: dict [B, To, ...]
@@ -134,28 +137,38 @@ def rollout(
     )
 
 
-def deterministic_act(policy: DiffusionPolicy, state: DiffusionState, ema: bool = True) -> ActFn:
-    """The K-step DDIM policy (eta = 0) of ``state`` (its EMA weights by default)."""
-    params = state.ema_params if ema else state.params
-    return lambda hist, k: (policy.sample(params, state.norm, hist, k), ())
+def policy_act(policy: DiffusionPolicy, params: Any, norm: Normalizer, one_step: bool = False):
+    """The ``ActFn`` of a parameter set: the K-step DDIM policy (eta = 0), or the distilled
+    student's one-step map. Call it inside a traced function that takes ``params`` as an
+    argument, so one compilation serves every parameter set."""
+    sample = policy.sample_one_step if one_step else policy.sample
+    return lambda hist, k: (sample(params, norm, hist, k), ())
+
+
+def make_evaluator(env: Any, policy: DiffusionPolicy, num_episodes: int, one_step: bool = False):
+    """``evaluate(params, norm, key) -> {"success", "return", "length"}`` (means over
+    ``num_episodes``), compiled once for any parameters of this policy."""
+    cfg = policy.cfg
+
+    @jax.jit
+    def run(params, norm, key):
+        act = policy_act(policy, params, norm, one_step)
+        out = rollout(env, act, key, num_episodes, cfg.obs_horizon, cfg.action_steps)
+        return {
+            "success": jnp.mean(out.success),
+            "return": jnp.mean(out.returns),
+            "length": jnp.mean(out.length),
+        }
+
+    return lambda params, norm, key: {k: float(v) for k, v in run(params, norm, key).items()}
 
 
 def evaluate(
     env: Any, policy: DiffusionPolicy, state: DiffusionState, key: PRNGKey, num_episodes: int
 ) -> dict[str, float]:
-    """Success rate, mean return and mean length of the deterministic policy."""
-    cfg = policy.cfg
-    run = jax.jit(
-        lambda s, k: rollout(
-            env, deterministic_act(policy, s), k, num_episodes, cfg.obs_horizon, cfg.action_steps
-        )
-    )
-    out = run(state, key)
-    return {
-        "success": float(jnp.mean(out.success)),
-        "return": float(jnp.mean(out.returns)),
-        "length": float(jnp.mean(out.length)),
-    }
+    """Success rate, mean return and mean length of the deterministic policy (EMA weights).
+    One call compiles; ``make_evaluator`` for repeated evaluations."""
+    return make_evaluator(env, policy, num_episodes)(state.ema_params, state.norm, key)
 
 
 def imitate(
@@ -182,12 +195,12 @@ def imitate(
         state, metrics = jax.lax.scan(one, state, jax.random.split(key, log_every))
         return state, jax.tree.map(jnp.mean, metrics)
 
+    if steps % log_every:
+        raise ValueError(f"steps ({steps}) must be a multiple of log_every ({log_every})")
     start = time.perf_counter()
-    done = 0
-    while done < steps:
+    for done in range(log_every, steps + 1, log_every):
         key, sub = jax.random.split(key)
         state, metrics = chunk(state, sub)
-        done += log_every
         if on_log is not None:
             row = {k: float(v) for k, v in metrics.items()}
             on_log(done, {**row, "timing/elapsed_s": time.perf_counter() - start})
@@ -341,8 +354,8 @@ def fit_critic(
     spec: EnvSpec, data: Transition, cfg: iql.IQLConfig, steps: int, key: PRNGKey
 ) -> tuple[Critic, dict]:
     """IQL (expectile V, Q, and its AWR actor, unused here) on decision-level transitions."""
-    algo = iql.make(cfg, spec)
     nets = iql.make_nets(cfg, spec)
+    update = iql.make_update(cfg, nets)
     k_init, key = jax.random.split(key)
     n = data.reward.shape[0]
 
@@ -351,12 +364,12 @@ def fit_critic(
         def one(state, k):
             k_idx, k_up = jax.random.split(k)
             idx = jax.random.randint(k_idx, (cfg.batch_size * cfg.utd,), 0, n)
-            return algo.update(state, jax.tree.map(lambda x: x[idx], data), k_up)
+            return update(state, jax.tree.map(lambda x: x[idx], data), k_up)
 
         state, metrics = jax.lax.scan(one, state, jax.random.split(key, steps))
         return state, jax.tree.map(lambda m: m[-100:].mean(), metrics)
 
-    state, metrics = train(algo.init(k_init), key)
+    state, metrics = train(iql.init_state(k_init, cfg, spec, nets), key)
     return Critic(nets, state), {k: float(v) for k, v in metrics.items()}
 
 
@@ -536,11 +549,6 @@ def online_rl(
     are padding, masked out of every loss. Returns the state with the trained policy in
     ``ema_params`` (the weights that act).
     """
-    import optax
-
-    from robotrl.algos.ppo import gae
-    from robotrl.nets.mlp import MLP
-
     pcfg, n = policy.cfg, policy.cfg.action_steps
     norm = state.norm
     value_net = MLP(cfg.value_hidden, 1, "silu")
@@ -656,11 +664,6 @@ class DistillConfig:
     lr: float = 1e-4
 
 
-def one_step_act(policy: DiffusionPolicy, student: Any, norm: Normalizer) -> ActFn:
-    """The distilled policy: one network evaluation from noise to the chunk."""
-    return lambda hist, k: (policy.sample_one_step(student, norm, hist, k), ())
-
-
 def distill(
     policy: DiffusionPolicy,
     teacher: DiffusionState,
@@ -671,8 +674,6 @@ def distill(
     """Consistency distillation: a one-step student (initialised from the teacher) maps the
     teacher's starting noise and the observation to the teacher's K-step DDIM action chunk
     (MSE on the executed actions, normalised). ``states [S, To, O]``: dataset histories."""
-    import optax
-
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(cfg.lr))
     norm, n = teacher.norm, policy.cfg.action_steps
     student = teacher.ema_params
@@ -716,7 +717,6 @@ __all__ = [
     "chunk_spec",
     "concat",
     "demo_transitions",
-    "deterministic_act",
     "distill",
     "evaluate",
     "fit_critic",
@@ -724,9 +724,10 @@ __all__ = [
     "flat_history",
     "gate",
     "imitate",
+    "make_evaluator",
     "offline_improve",
-    "one_step_act",
     "online_rl",
+    "policy_act",
     "rollout",
     "rollout_transitions",
 ]
