@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     obs, actions = data.windows(demos, jnp.arange(demos.size), cfg.obs_horizon, cfg.horizon)
     norm = policy.fit_normalizer(demos.obs["state"], obs, actions)
     state = policy.init(jax.random.PRNGKey(1), norm)
-    params = state.params
+    params = {**state.params, **policy.init_student(jax.random.PRNGKey(2), state.params)}
     np_policy = NumpyDiffusion.from_jax(policy, params, norm)
     report: dict = {"machine": machine(), "K": cfg.schedule.inference_steps, "latency_ms": {}}
 

@@ -33,13 +33,14 @@ def main() -> None:
     norm = policy.fit_normalizer(demos.obs["state"], obs, act)
     state = policy.init(jax.random.PRNGKey(1), norm)
 
-    def load(stage):
+    def load(stage, like):
         store = CheckpointStore(OUT / "rl100" / stage, read_only=True)
-        params, _ = store.restore(state.ema_params)
+        params, _ = store.restore(like)
         store.close()
         return params
 
-    teacher, student = load("online"), load("distilled")
+    teacher = load("online", state.ema_params)
+    student = load("distilled", policy.init_student(jax.random.PRNGKey(2), state.ema_params))
     idx = jnp.arange(0, demos.size, 50)
     o = {"state": obs["state"][idx]}
     noise = jax.random.normal(jax.random.PRNGKey(5), (idx.shape[0], 16, 2))

@@ -12,7 +12,11 @@ All data from the project (nothing downloaded):
   4. distillation: a one-step student of the final policy, trained on the demonstration
      states and the states the teacher visits; its success (latency:
      ``benchmarks/diffusion_latency.py``; open-loop agreement: ``rl100_distill_check.py``).
-Each stage's policy is checkpointed (orbax) under ``benchmarks/out/rl100/``.
+Each stage's policy is checkpointed (orbax) and written as a ``PolicyBundle`` (``<stage>.rlb``,
+the zero-noise policy: a numpy DDIM program for the K-step stages, a layer program for the
+student) under ``benchmarks/out/rl100/``. The student's bundle is exported to C, checked on the
+host and on the emulated Cortex-M4 (self-test, agreement with numpy, flash/RAM, instructions per
+step), and evaluated in closed loop from zero noise, as deployed.
 
 Results: ``benchmarks/out/rl100_study.json``, plot ``benchmarks/results/rl100_gate.png``
 (``--quick`` writes ``rl100_quick*`` instead, so a smoke run never replaces a full one).
@@ -106,6 +110,20 @@ def main(argv: list[str] | None = None) -> dict:
         store.save(0, tree, meta)
         store.close()
 
+    def write_bundle(stage: str, params, norm, one_step: bool = False) -> dict:
+        from policies.bundle import PolicyBundle
+
+        golden = obs["state"][:: max(1, obs["state"].shape[0] // 16)][:16]
+        source = {"study": name, "stage": stage, "seed": args.seed}
+        bundle = rl100.to_bundle(policy, params, norm, env.spec, golden, one_step, source)
+        path = bundle.save(out_dir / f"{stage}.rlb")
+        err = PolicyBundle.load(path).self_test(atol=1e-3)
+        return {
+            "bundle": str(path.relative_to(ROOT)),
+            "bundle_kb": path.stat().st_size / 1024,
+            "bundle_golden_error": err,
+        }
+
     def restore(stage: str, like):
         store = CheckpointStore(out_dir / stage, read_only=True)
         params, meta = store.restore(like)
@@ -139,7 +157,17 @@ def main(argv: list[str] | None = None) -> dict:
         starts = obs["state"]  # every demonstration step's history [S, To, O]
         k_dist = jax.random.fold_in(key, 4)
         return _distill_stage(
-            args, report, policy, online_state, starts, evaluate, checkpoint, log, k_dist, t0
+            args,
+            report,
+            policy,
+            online_state,
+            starts,
+            evaluate,
+            checkpoint,
+            write_bundle,
+            log,
+            k_dist,
+            t0,
         )
     if args.reuse_imitation:
         params, meta = restore("imitation", state.ema_params)
@@ -158,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
             "updates_per_s": args.imitation_steps / (time.perf_counter() - start),
         }
         checkpoint("imitation", state.ema_params, {"stage": "imitation", **imitation})
+        imitation.update(write_bundle("imitation", state.ema_params, state.norm))
     report["stages"]["imitation"] = imitation
     log(f"imitation: {imitation}")
 
@@ -229,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
     checkpoint(
         "offline", offline_state.ema_params, {"stage": "offline", **offline["gated"]["final"]}
     )
+    offline["gated"].update(write_bundle("offline", offline_state.ema_params, norm))
     log(f"offline (gated reference): {offline['gated']['final']}")
     if args.stop_after_offline:
         report["wall_s"] = time.perf_counter() - t0
@@ -248,15 +278,28 @@ def main(argv: list[str] | None = None) -> dict:
     online = {**evaluate(online_state), "iterations": online_rows}
     report["stages"]["online"] = online
     checkpoint("online", online_state.ema_params, {"stage": "online", "success": online["success"]})
+    online.update(write_bundle("online", online_state.ema_params, norm))
     log(f"online: success {online['success']}")
 
     # 4. Distillation ---------------------------------------------------------------------
     return _distill_stage(
-        args, report, policy, online_state, starts, evaluate, checkpoint, log, k_dist, t0
+        args,
+        report,
+        policy,
+        online_state,
+        starts,
+        evaluate,
+        checkpoint,
+        write_bundle,
+        log,
+        k_dist,
+        t0,
     )
 
 
-def _distill_stage(args, report, policy, online_state, starts, evaluate, checkpoint, log, key, t0):
+def _distill_stage(
+    args, report, policy, online_state, starts, evaluate, checkpoint, write_bundle, log, key, t0
+):
     """Stage 4: the one-step student, trained on the demonstration states and on the states the
     teacher visits itself (its own rollouts: a student trained on demonstration states alone
     meets states it never saw as soon as the teacher's closed loop leaves them)."""
@@ -295,6 +338,20 @@ def _distill_stage(args, report, policy, online_state, starts, evaluate, checkpo
     }
     checkpoint("distilled", student, {"stage": "distilled", **distilled})
     distilled["kept_fraction"] = distilled["success"] / max(online["success"], 1e-9)
+    # As deployed: both policies from zero noise (what their bundles hold).
+    eval_key = jax.random.PRNGKey(10_000 + args.seed)
+    zero = {
+        "teacher": rl100.make_evaluator(env, policy, args.episodes, zero_noise=True)(
+            online_state.ema_params, norm, eval_key
+        ),
+        "student": rl100.make_evaluator(env, policy, args.episodes, True, zero_noise=True)(
+            student, norm, eval_key
+        ),
+    }
+    zero["kept_fraction"] = zero["student"]["success"] / max(zero["teacher"]["success"], 1e-9)
+    distilled["zero_noise"] = zero
+    distilled.update(write_bundle("distilled", student, norm, one_step=True))
+    distilled["firmware"] = _firmware(ROOT / distilled["bundle"], states, log)
     distilled["wall_s"] = time.perf_counter() - start
     report["stages"]["distilled"] = distilled
     log(f"distilled: {distilled}")
@@ -304,6 +361,39 @@ def _distill_stage(args, report, policy, online_state, starts, evaluate, checkpo
     full = report["name"] == "rl100_study"
     _plot(report, RESULTS / "rl100_gate.png" if full else OUT / "rl100_quick.png")
     return report
+
+
+def _firmware(path, states, log) -> dict:
+    """The student's bundle as C: host self-test and agreement, and the emulated Cortex-M4's
+    self-test, agreement, flash/RAM and instructions per step."""
+    from firmware_export import CPolicy, footprint, run_on_cortex_m4
+    from firmware_export.c_export import describe_network
+    from policies.bundle import PolicyBundle
+
+    bundle = PolicyBundle.load(path)
+    out_dir = path.parent
+    flat = np.asarray(states, np.float32).reshape(states.shape[0], -1)
+    inputs = flat[:: max(1, flat.shape[0] // 256)][:256]
+    expect = bundle.act(inputs)
+    host = CPolicy.build(bundle, out_dir / "distilled_c")
+    unit = lambda a: float(np.max(np.abs(a - expect) / bundle.action_scale))
+    run = run_on_cortex_m4(bundle, inputs, out_dir / "distilled_m4")
+    size = footprint(bundle, out_dir / "distilled_m4_size")
+    int8 = footprint(bundle, out_dir / "distilled_m4_int8", quantize="int8")
+    result = {
+        "network": describe_network(bundle),
+        "host_self_test_failures": host.self_test(),
+        "host_max_unit_error": unit(host.act(inputs)),
+        "m4_self_test_failures": run.result.self_test_failures,
+        "m4_max_unit_error": unit(run.result.actions),
+        "m4_instructions_per_step": run.instructions_per_step,
+        "m4_flash_bytes": size["object_no_self_test"]["flash"],
+        "m4_ram_bytes": size["object_no_self_test"]["ram"],
+        "m4_linked_flash_bytes": size["linked"]["flash"],
+        "m4_int8_flash_bytes": int8["object_no_self_test"]["flash"],
+    }
+    log(f"firmware: {result}")
+    return result
 
 
 def gate_summary(data: dict) -> dict:
@@ -346,6 +436,16 @@ def report(data: dict) -> str:
         f"{st['offline']['ungated']['final']['return']:.1f} |",
         f"| online RL | {st['online']['success']:.2f} | {st['online']['return']:.1f} |",
         f"| distilled (1 step) | {d['success']:.2f} | {d['return']:.1f} |",
+        *(
+            [
+                f"| online RL, zero noise (its bundle) | {z['teacher']['success']:.2f} | "
+                f"{z['teacher']['return']:.1f} |",
+                f"| distilled, zero noise (its bundle and C) | {z['student']['success']:.2f} | "
+                f"{z['student']['return']:.1f} |",
+            ]
+            if (z := d.get("zero_noise"))
+            else []
+        ),
         "",
         f"Gate: {g['accepted']} of {g['checks']} candidates accepted, OPE of the accepted "
         f"{'monotone' if g['ope_monotone'] else 'not monotone'}; the acting policy's real "

@@ -112,6 +112,10 @@ def build_model(bundle: PolicyBundle) -> Any:
     bundle.validate("bundle")
     if bundle.spec.get("carry"):
         raise ValueError("policies with a carry are not exported to ONNX yet")
+    if bundle.program != "layers":
+        raise ValueError(
+            f"a {bundle.program!r} bundle has no ONNX export: export its distilled policy"
+        )
     g = _Graph(onnx)
     x = "obs"
     if bundle.obs_mean is not None:
@@ -133,6 +137,12 @@ def build_model(bundle: PolicyBundle) -> Any:
             raise ValueError(f"layer op {op!r} has no ONNX emitter")
     unit = _head(g, bundle.spec["head"], x, bundle.action_dim)
     scaled = g.op("Mul", unit, g.const("action_scale", bundle.action_scale))
+    ref = bundle.action_reference
+    if ref is not None:  # + obs[ref]: a one-hot [O, A] matrix (zero columns for -1)
+        pick = np.zeros((bundle.obs_dim, bundle.action_dim), np.float32)
+        cols = np.flatnonzero(ref >= 0)
+        pick[ref[cols], cols] = 1.0
+        scaled = g.op("Add", scaled, g.op("MatMul", "obs", g.const("action_reference", pick)))
     g.nodes.append(
         onnx.helper.make_node(
             "Add", [scaled, g.const("action_offset", bundle.action_offset)], ["action"]

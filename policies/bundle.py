@@ -16,7 +16,20 @@ Network program (``spec``), interpreted by ``forward`` here and by ``firmware_ex
 ``head`` maps the last layer's output ``z`` to an action in ``[-1, 1]``: ``tanh(z)``,
 ``tanh(z[:A])`` (a squashed Gaussian's mean), ``clip(z, -1, 1)``, ``2 a / (a + b) - 1`` with
 ``a, b = 1 + softplus(z[:A]), 1 + softplus(z[A:])`` (a Beta's mean), or ``z``. The action sent
-to the robot is ``offset + scale * head(z)``.
+to the robot is ``offset + scale * head(z)``, plus, where ``spec["action_reference"]`` lists one
+observation index per action value (-1 for none), that raw observation value (a policy that
+acts relative to where the robot is: Push-T's pusher targets relative to the pusher).
+
+Two more optional spec keys, both read by ``deploy`` and both kept by every exporter:
+
+* ``spec["chunk"] = {"obs_history": To, "action_steps": Ha}``: the observation is the last
+  ``To`` frames, oldest first, flattened; the action is ``Ha`` consecutive actions, one per
+  ``ctrl_dt``, flattened (an action-chunking policy: diffusion policies and their students).
+* ``spec["program"] = "ddim"``: instead of a layer program, ``z`` is the clean chunk of a K-step
+  deterministic DDIM sampler started from zero noise, run by
+  ``policies.diffusion.numpy_policy`` (numpy only) over the noise-prediction network in
+  ``params``; ``spec["ddim"]`` holds its sizes and schedule. Such a bundle runs in numpy (and on
+  a robot computer) but has no C or ONNX export: distil it to a one-step layer program first.
 
 File: a ``.npz`` (no pickles) with the arrays, ``__meta__`` (the JSON of everything else) and
 ``__checksum__`` (sha256 over the meta and every array's name, dtype, shape and bytes).
@@ -36,6 +49,7 @@ import numpy as np
 BUNDLE_VERSION = 1
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu")
 HEADS = ("tanh", "tanh_mean", "clip", "beta_mean", "identity")
+PROGRAMS = ("layers", "ddim")
 
 
 class BundleError(ValueError):
@@ -91,9 +105,23 @@ class PolicyBundle:
         return len(self.action_offset)
 
     # ---- inference ----------------------------------------------------------------------------
+    @property
+    def program(self) -> str:
+        return self.spec.get("program", "layers")
+
+    @property
+    def action_reference(self) -> np.ndarray | None:
+        """``[A]`` observation indices added to the action (-1: none), or None."""
+        ref = self.spec.get("action_reference")
+        return None if ref is None else np.asarray(ref, np.int64)
+
     def network(self, obs: np.ndarray) -> np.ndarray:
         """The network's raw output ``z`` for (normalised) observations ``[..., O]``."""
         x = np.asarray(obs, np.float32)
+        if self.program == "ddim":
+            from policies.diffusion.numpy_policy import ddim_program  # numpy only
+
+            return ddim_program(self.spec["ddim"], self.params, x)
         for layer in self.spec["layers"]:
             op = layer["op"]
             if op == "dense":
@@ -141,7 +169,15 @@ class PolicyBundle:
                 f"{self.obs_dim} ({', '.join(f['name'] for f in self.obs_layout)})"
             )
         unit = self.head(self.network(self.normalize(obs)))
-        return (self.action_offset + self.action_scale * unit).astype(np.float32)
+        return self.to_env(unit, obs)
+
+    def to_env(self, unit: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        """Env action from the head's ``[-1, 1]`` output and the raw observation."""
+        action = self.action_offset + self.action_scale * unit
+        ref = self.action_reference
+        if ref is not None:
+            action = action + np.where(ref >= 0, np.take(obs, np.maximum(ref, 0), axis=-1), 0)
+        return action.astype(np.float32)
 
     def self_test(self, atol: float = 1e-5) -> float:
         """Max |act(golden_obs) - golden_actions|; raises if above ``atol`` or absent."""
@@ -256,7 +292,15 @@ class PolicyBundle:
         """Every shape agrees with the spec and the layouts; raises ``BundleError`` if not."""
         if self.spec.get("head") not in HEADS:
             raise BundleError(f"{where}: unknown head {self.spec.get('head')!r}")
+        if self.program not in PROGRAMS:
+            raise BundleError(f"{where}: unknown program {self.program!r}")
+        self._validate_extras(where)
         width = self.obs_dim
+        if self.program == "ddim":
+            try:
+                width = self.network(np.zeros((1, self.obs_dim), np.float32)).shape[-1]
+            except (KeyError, ValueError, TypeError, IndexError) as err:
+                raise BundleError(f"{where}: the ddim program does not run ({err})") from None
         for i, layer in enumerate(self.spec.get("layers", [])):
             op = layer.get("op")
             if op == "dense":
@@ -302,6 +346,24 @@ class PolicyBundle:
             or self.golden_actions.shape != (len(self.golden_obs), self.action_dim)
         ):
             raise BundleError(f"{where}: golden pairs do not match the observation/action sizes")
+
+    def _validate_extras(self, where: str) -> None:
+        ref = self.action_reference
+        if ref is not None and (
+            ref.shape != (self.action_dim,) or ref.min() < -1 or ref.max() >= self.obs_dim
+        ):
+            raise BundleError(
+                f"{where}: action_reference needs {self.action_dim} observation indices "
+                f"in [-1, {self.obs_dim})"
+            )
+        chunk = self.spec.get("chunk")
+        if chunk is not None:
+            to, ha = int(chunk.get("obs_history", 0)), int(chunk.get("action_steps", 0))
+            if to < 1 or ha < 1 or self.obs_dim % to or self.action_dim % ha:
+                raise BundleError(
+                    f"{where}: chunk {chunk} does not divide the observation "
+                    f"({self.obs_dim}) and action ({self.action_dim}) sizes"
+                )
 
 
 def _checksum(meta: bytes, arrays: dict[str, np.ndarray]) -> str:

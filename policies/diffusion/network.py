@@ -15,6 +15,10 @@ action dimension, ``C`` observation features.
   from the observation features and a sinusoidal embedding of ``t``, as Diffusion Policy's
   conditional residual blocks are. An MLP rather than the 1-D temporal U-Net: chunks here are
   short (H <= 16) and the network must train on two CPU cores.
+* ``StudentNet``: the distilled one-step policy, ``x0_hat(noise, c)``: a plain MLP on the
+  observation features and the flattened noise. Plain on purpose: at zero noise it is a layer
+  program (dense, activation), so a ``PolicyBundle`` holds it and ``firmware_export`` turns it
+  into C for a microcontroller.
 """
 
 from __future__ import annotations
@@ -130,4 +134,25 @@ class NoiseNet(nn.Module):
         return out.reshape(b, self.horizon, self.action_dim)
 
 
-__all__ = ["ImageEncoder", "NoiseNet", "StateEncoder", "random_shift", "step_embedding"]
+class StudentNet(nn.Module):
+    horizon: int  # H
+    action_dim: int  # A
+    hidden: Sequence[int] = (256, 256, 256)
+    activation: str = "silu"
+
+    @nn.compact
+    def __call__(self, noise: jax.Array, cond: jax.Array) -> jax.Array:
+        b = noise.shape[0]
+        x = jnp.concatenate([cond, noise.reshape(b, -1)], axis=-1)
+        out = MLP(self.hidden, self.horizon * self.action_dim, self.activation)(x)
+        return out.reshape(b, self.horizon, self.action_dim)
+
+
+__all__ = [
+    "ImageEncoder",
+    "NoiseNet",
+    "StateEncoder",
+    "StudentNet",
+    "random_shift",
+    "step_embedding",
+]

@@ -32,7 +32,13 @@ import numpy as np
 import optax
 
 from policies.diffusion import schedule as sch
-from policies.diffusion.network import ImageEncoder, NoiseNet, StateEncoder, random_shift
+from policies.diffusion.network import (
+    ImageEncoder,
+    NoiseNet,
+    StateEncoder,
+    StudentNet,
+    random_shift,
+)
 
 Params = Any  # a pytree of arrays
 PRNGKey = jax.Array
@@ -55,6 +61,7 @@ class DiffusionConfig:
     features: int = 64  # encoder output per frame (image) or in all (state MLP)
     width: int = 256  # noise network width
     depth: int = 3  # noise network residual blocks
+    student_hidden: tuple[int, ...] = (256, 256, 256)  # the one-step student's MLP
     activation: str = "silu"
     lr: float = 1e-3
     weight_decay: float = 1e-6
@@ -140,6 +147,7 @@ class DiffusionPolicy:
         else:
             self.encoder = ImageEncoder(features=cfg.features, activation=cfg.activation)
         self.noise = NoiseNet(cfg.horizon, action_dim, cfg.width, cfg.depth, 64, cfg.activation)
+        self.student = StudentNet(cfg.horizon, action_dim, cfg.student_hidden, cfg.activation)
         self.schedule = sch.make_schedule(cfg.schedule)
         self.opt = optax.chain(
             optax.clip_by_global_norm(1.0), optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
@@ -170,6 +178,15 @@ class DiffusionPolicy:
             norm=norm,
             step=jnp.zeros((), jnp.int32),
         )
+
+    def init_student(self, key: PRNGKey, teacher: Params) -> Params:
+        """A one-step student: the teacher's encoder (copied, trained on) and a fresh
+        ``StudentNet``. ``{"encoder", "student"}``."""
+        x = jnp.zeros((1, self.cfg.horizon, self.action_dim))
+        a, o = jnp.ones((self.action_dim,)), jnp.ones((self.state_dim,))
+        cond = self.encode(teacher, self.example_obs(1), Normalizer(-a, a, -o, o))
+        student = self.student.init(key, x, jnp.zeros_like(cond))
+        return {"encoder": jax.tree.map(jnp.copy, teacher["encoder"]), "student": student}
 
     # --- conditioning -----------------------------------------------------------------------
     def _encoder_inputs(self, obs: dict[str, jax.Array], norm: Normalizer) -> tuple:
@@ -250,27 +267,33 @@ class DiffusionPolicy:
     def denoise_one_step(
         self, params: Params, norm: Normalizer, obs: dict, noise: jax.Array
     ) -> jax.Array:
-        """The distilled student's map: one network evaluation at the first inference timestep,
-        its output read as the clean normalised chunk (``prediction_type="sample"``, as RL-100's
-        LCM student; unclipped, so distillation has gradients everywhere)."""
-        cond = self.encode(params, obs, norm)
-        t = self.schedule.timesteps[0]
-        return self.eps(params, noise, jnp.full((noise.shape[0],), t), cond)
+        """The distilled student's map (``params`` from ``init_student``): one evaluation of the
+        ``StudentNet``, its output read as the clean normalised chunk (``prediction_type=
+        "sample"``, as RL-100's consistency student; unclipped, so distillation has gradients
+        everywhere)."""
+        return self.student.apply(params["student"], noise, self.encode(params, obs, norm))
 
     def _noise(self, key: PRNGKey, obs: dict) -> jax.Array:
         b = obs["state"].shape[0]
         return jax.random.normal(key, (b, self.cfg.horizon, self.action_dim))
 
-    def sample(self, params: Params, norm: Normalizer, obs: dict, key: PRNGKey) -> jax.Array:
-        """The K-step deterministic DDIM policy: ``[B, H, A]`` in env units."""
-        x = self.denoise(params, norm, obs, self._noise(key, obs))
+    def sample(
+        self, params: Params, norm: Normalizer, obs: dict, key: PRNGKey, zero_noise: bool = False
+    ) -> jax.Array:
+        """The K-step deterministic DDIM policy: ``[B, H, A]`` in env units. ``zero_noise``
+        starts from zero noise instead of a draw: the action a ``PolicyBundle`` exports."""
+        noise = self._noise(key, obs)
+        x = self.denoise(params, norm, obs, jnp.zeros_like(noise) if zero_noise else noise)
         return norm.unaction(x) + self.reference(obs)
 
     def sample_one_step(
-        self, params: Params, norm: Normalizer, obs: dict, key: PRNGKey
+        self, params: Params, norm: Normalizer, obs: dict, key: PRNGKey, zero_noise: bool = False
     ) -> jax.Array:
-        """The one-step (distilled) policy: ``[B, H, A]`` in env units."""
-        x = jnp.clip(self.denoise_one_step(params, norm, obs, self._noise(key, obs)), -1.0, 1.0)
+        """The one-step (distilled) policy: ``[B, H, A]`` in env units (``zero_noise``: as in
+        ``sample``)."""
+        noise = self._noise(key, obs)
+        noise = jnp.zeros_like(noise) if zero_noise else noise
+        x = jnp.clip(self.denoise_one_step(params, norm, obs, noise), -1.0, 1.0)
         return norm.unaction(x) + self.reference(obs)
 
     def sample_chain(self, params: Params, norm: Normalizer, obs: dict, key: PRNGKey) -> Chain:

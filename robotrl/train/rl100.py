@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from policies.bundle import PolicyBundle
 from policies.diffusion import data as demo_data
+from policies.diffusion import numpy_policy
 from policies.diffusion.policy import DiffusionPolicy, DiffusionState, Normalizer
 from robotrl.algos import diffusion_ppo, iql
 from robotrl.algos.dynamics import Dynamics, DynamicsConfig, DynamicsState
@@ -137,22 +139,35 @@ def rollout(
     )
 
 
-def policy_act(policy: DiffusionPolicy, params: Any, norm: Normalizer, one_step: bool = False):
+def policy_act(
+    policy: DiffusionPolicy,
+    params: Any,
+    norm: Normalizer,
+    one_step: bool = False,
+    zero_noise: bool = False,
+):
     """The ``ActFn`` of a parameter set: the K-step DDIM policy (eta = 0), or the distilled
-    student's one-step map. Call it inside a traced function that takes ``params`` as an
-    argument, so one compilation serves every parameter set."""
+    student's one-step map; from noise draws, or from zero noise (``zero_noise``: the policy a
+    bundle holds). Call it inside a traced function that takes ``params`` as an argument, so
+    one compilation serves every parameter set."""
     sample = policy.sample_one_step if one_step else policy.sample
-    return lambda hist, k: (sample(params, norm, hist, k), ())
+    return lambda hist, k: (sample(params, norm, hist, k, zero_noise), ())
 
 
-def make_evaluator(env: Any, policy: DiffusionPolicy, num_episodes: int, one_step: bool = False):
+def make_evaluator(
+    env: Any,
+    policy: DiffusionPolicy,
+    num_episodes: int,
+    one_step: bool = False,
+    zero_noise: bool = False,
+):
     """``evaluate(params, norm, key) -> {"success", "return", "length"}`` (means over
     ``num_episodes``), compiled once for any parameters of this policy."""
     cfg = policy.cfg
 
     @jax.jit
     def run(params, norm, key):
-        act = policy_act(policy, params, norm, one_step)
+        act = policy_act(policy, params, norm, one_step, zero_noise)
         out = rollout(env, act, key, num_episodes, cfg.obs_horizon, cfg.action_steps)
         return {
             "success": jnp.mean(out.success),
@@ -654,6 +669,119 @@ def online_rl(
     return state.replace(ema_params=online.params)
 
 
+# --- what leaves each stage: a PolicyBundle ----------------------------------------------------
+
+
+def _frames(layout, count: int, label) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f"{f.name}{label(k)}",
+            "size": f.size,
+            "units": f.units,
+            "frame": f.frame,
+            "description": f.description,
+        }
+        for k in range(count)
+        for f in layout
+    ]
+
+
+def to_bundle(
+    policy: DiffusionPolicy,
+    params: Any,
+    norm: Normalizer,
+    spec: EnvSpec,
+    golden_states: jax.Array,
+    one_step: bool = False,
+    source: dict[str, Any] | None = None,
+) -> PolicyBundle:
+    """A stage's deterministic policy (zero noise) as a ``PolicyBundle`` of a chunk.
+
+    The bundle's observation is the flat history of the last ``To`` frames (oldest first), its
+    action the ``Ha`` executed actions of the chunk (``spec["chunk"]``); the min-max normaliser
+    becomes the bundle's mean/std, the action normaliser its offset/scale, ``relative_to`` its
+    ``action_reference``. The K-step policy is a ``ddim`` program (numpy); the one-step student
+    (``one_step=True``, state encoder only) a layer program: the encoder MLP, then the student
+    MLP with the noise inputs dropped (zero noise) and only the executed outputs kept, which
+    ``firmware_export`` turns into C. Golden pairs: ``golden_states [G, To, O]`` (raw) and the
+    JAX policy's actions on them.
+    """
+    cfg, o, a = policy.cfg, policy.state_dim, policy.action_dim
+    if cfg.encoder != "state":
+        raise ValueError("only state-encoder policies have a bundle (the CNN is not ported)")
+    to, ha = cfg.obs_horizon, cfg.action_steps
+    np_tree = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+    s_low, s_high = np.asarray(norm.state_low), np.asarray(norm.state_high)
+    a_low, a_high = np.asarray(norm.action_low), np.asarray(norm.action_high)
+
+    obs = {"state": jnp.asarray(golden_states)}
+    zeros = jnp.zeros((obs["state"].shape[0], cfg.horizon, a))
+    if one_step:
+        x = jnp.clip(policy.denoise_one_step(params, norm, obs, zeros), -1.0, 1.0)
+        program = {"layers": [], "head": "clip"}
+        flat: dict[str, np.ndarray] = {}
+
+        def dense(name: str, w: np.ndarray, b: np.ndarray, act: bool) -> None:
+            flat[f"{name}.w"], flat[f"{name}.b"] = w, b
+            program["layers"].append({"op": "dense", "weight": f"{name}.w", "bias": f"{name}.b"})
+            if act:
+                program["layers"].append({"op": "activation", "fn": cfg.activation})
+
+        enc = np_tree["encoder"].get("params", {})
+        if enc:
+            layers = enc["MLP_0"]
+            names = sorted(layers, key=lambda k: int(k.split("_")[1]))
+            for i, n in enumerate(names):
+                dense(f"enc{i}", layers[n]["kernel"], layers[n]["bias"], i < len(names) - 1)
+        features = enc["MLP_0"][names[-1]]["bias"].shape[0] if enc else to * o
+        layers = np_tree["student"]["params"]["MLP_0"]
+        names = sorted(layers, key=lambda k: int(k.split("_")[1]))
+        for i, n in enumerate(names):
+            w, b = layers[n]["kernel"], layers[n]["bias"]
+            if i == 0:
+                w = w[:features]  # the noise rows meet zeros
+            if i == len(names) - 1:
+                w, b = w[:, : ha * a], b[: ha * a]  # executed actions only
+            dense(f"student{i}", w, b, i < len(names) - 1)
+    else:
+        x = policy.denoise(params, norm, obs, zeros)
+        program = {
+            "program": "ddim",
+            "head": "clip",
+            "ddim": {
+                **numpy_policy.arch(policy),
+                **{
+                    k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                    for k, v in numpy_policy.schedule(policy).items()
+                },
+            },
+        }
+        flat = numpy_policy.flatten({"encoder": np_tree["encoder"], "noise": np_tree["noise"]})
+    golden = norm.unaction(x) + policy.reference(obs)
+    program["chunk"] = {"obs_history": to, "action_steps": ha}
+    if cfg.relative_to:
+        program["action_reference"] = [(to - 1) * o + i for _ in range(ha) for i in cfg.relative_to]
+    safe = None if spec.safe_action is None else np.tile(spec.safe_action, ha)
+    frame_label = lambda k: f"[t-{to - 1 - k}]" if k < to - 1 else "[t]"
+    bundle = PolicyBundle(
+        spec=program,
+        params=flat,
+        obs_layout=_frames(spec.obs_layout, to, frame_label),
+        action_layout=_frames(spec.action_layout, ha, lambda k: f"[+{k}]"),
+        action_offset=np.tile((a_high + a_low) / 2, ha).astype(np.float32),
+        action_scale=np.tile((a_high - a_low) / 2, ha).astype(np.float32),
+        ctrl_dt=float(spec.ctrl_dt),
+        obs_mean=np.tile((s_high + s_low) / 2, to).astype(np.float32),
+        obs_std=np.tile(np.maximum(s_high - s_low, 1e-6) / 2, to).astype(np.float32),
+        safe_action=None if safe is None else np.asarray(safe, np.float32),
+        source=source or {},
+        golden_obs=np.asarray(golden_states, np.float32).reshape(-1, to * o),
+        golden_actions=np.asarray(golden[:, :ha], np.float32).reshape(-1, ha * a),
+    )
+    bundle.validate("rl100 bundle")
+    return bundle
+
+
 # --- stage 4: distillation to one step -------------------------------------------------------
 
 
@@ -671,12 +799,16 @@ def distill(
     cfg: DistillConfig,
     key: PRNGKey,
 ) -> tuple[Any, dict]:
-    """Consistency distillation: a one-step student (initialised from the teacher) maps the
-    teacher's starting noise and the observation to the teacher's K-step DDIM action chunk
-    (MSE on the executed actions, normalised). ``states [S, To, O]``: dataset histories."""
+    """Consistency distillation: a one-step student (the teacher's encoder and a fresh
+    ``StudentNet``, ``policy.init_student``) maps the teacher's starting noise and the
+    observation to the teacher's K-step DDIM action chunk (MSE on the executed actions,
+    normalised). ``states [S, To, O]``: dataset histories. Every tenth batch starts from zero
+    noise, the deterministic action a bundle exports, so the student is trained where it is
+    deployed as well as around it."""
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(cfg.lr))
     norm, n = teacher.norm, policy.cfg.action_steps
-    student = teacher.ema_params
+    k_init, key = jax.random.split(key)
+    student = policy.init_student(k_init, teacher.ema_params)
 
     def loss(params, obs, noise, target):
         pred = policy.denoise_one_step(params, norm, obs, noise)
@@ -687,6 +819,7 @@ def distill(
         k_idx, k_noise = jax.random.split(k)
         obs = {"state": states[jax.random.randint(k_idx, (cfg.batch_size,), 0, states.shape[0])]}
         noise = jax.random.normal(k_noise, (cfg.batch_size, policy.cfg.horizon, policy.action_dim))
+        noise = noise.at[: cfg.batch_size // 10].set(0.0)
         target = policy.denoise(teacher.ema_params, norm, obs, noise)
         value, grads = jax.value_and_grad(loss)(params, obs, noise, target)
         updates, opt_state = opt.update(grads, opt_state, params)
@@ -730,4 +863,5 @@ __all__ = [
     "policy_act",
     "rollout",
     "rollout_transitions",
+    "to_bundle",
 ]

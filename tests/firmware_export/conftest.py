@@ -136,10 +136,12 @@ def synthetic_bundle(
     activations: tuple[str, ...] = ("gelu", "elu", "silu"),
     layer_norm: bool = True,
     seed: int = 3,
+    relative: bool = False,
 ) -> PolicyBundle:
     """A numpy-built bundle (no jax) covering what the algorithms above do not: every
     activation, the clip/identity/tanh_mean heads, field names that are not C identifiers, a
-    description with comment terminators, and a normaliser. Goldens come from ``act``."""
+    description with comment terminators, and a normaliser; ``relative`` adds an action
+    reference (actions relative to observation values) and a chunk. Goldens come from ``act``."""
     rng = np.random.default_rng(seed)
     obs_layout = [
         {
@@ -172,8 +174,11 @@ def synthetic_bundle(
     params["out.w"] = (rng.normal(size=(width, out)) / np.sqrt(width)).astype(np.float32)
     params["out.b"] = (0.1 * rng.normal(size=out)).astype(np.float32)
     layers.append({"op": "dense", "weight": "out.w", "bias": "out.b"})
+    spec = {"layers": layers, "head": head}
+    if relative:  # wheel[0] += base-pos[1], wheel[1] += 2nd[3]; steer absolute
+        spec |= {"action_reference": [1, 7, -1], "chunk": {"obs_history": 2, "action_steps": 3}}
     bundle = PolicyBundle(
-        spec={"layers": layers, "head": head},
+        spec=spec,
         params=params,
         obs_layout=obs_layout,
         action_layout=action_layout,
@@ -196,6 +201,7 @@ SYNTHETIC = {
         head="identity", activations=("relu", "tanh"), layer_norm=False
     ),
     "synthetic-tanh-mean-silu": dict(head="tanh_mean", activations=("silu",)),
+    "synthetic-relative-chunk": dict(head="tanh", activations=("silu", "relu"), relative=True),
 }
 
 

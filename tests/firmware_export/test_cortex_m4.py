@@ -22,7 +22,10 @@ RLTOOLS_FLOAT32_BYTES = 13_828 * 4  # [146, 64, 64, 4]: 13,828 float32 parameter
 
 @needs_toolchain
 @pytest.mark.parametrize("quantize", ["float32", "int8"])
-@pytest.mark.parametrize("variant", ["td3-tanh-64x64-normaliser", "ppo-beta", "sac-relu-layernorm"])
+@pytest.mark.parametrize(
+    "variant",
+    ["td3-tanh-64x64-normaliser", "ppo-beta", "sac-relu-layernorm", "synthetic-relative-chunk"],
+)
 def test_cortex_m4_matches_numpy(variant, quantize, all_bundles, tmp_path):
     bundle = all_bundles[variant]
     obs = raw_obs(256, 6, bundle.obs_dim)

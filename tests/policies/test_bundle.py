@@ -142,6 +142,14 @@ def test_wrong_shapes_are_refused(tmp_path):
     wrong_head = dataclasses.replace(bundle, spec={**bundle.spec, "head": "tanh_mean"})
     with pytest.raises(BundleError, match="head"):
         wrong_head.validate()
+    for extra, match in (
+        ({"action_reference": [0, 5]}, "action_reference"),  # obs has 5 values: 0..4
+        ({"action_reference": [0]}, "action_reference"),  # one per action value
+        ({"chunk": {"obs_history": 2, "action_steps": 1}}, "chunk"),  # 5 frames don't split
+        ({"program": "unet"}, "program"),
+    ):
+        with pytest.raises(BundleError, match=match):
+            dataclasses.replace(bundle, spec={**bundle.spec, **extra}).validate()
 
 
 def test_loading_and_acting_never_imports_jax(saved):

@@ -171,6 +171,7 @@ def test_numpy_forward_matches_jax(key, state_hidden):
     k1, k2 = jax.random.split(key)
     obs = {"state": jax.random.uniform(k1, (6, 2, 3), minval=-1, maxval=1)}
     noise = jax.random.normal(k2, (6, 4, 2))
+    params = {**params, **policy.init_student(key, params)}
     np_policy = NumpyDiffusion.from_jax(policy, params, norm)
     ref = policy.reference(obs)
     expect = norm.unaction(policy.denoise(params, norm, obs, noise)) + ref

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from policies.diffusion import data
 from policies.diffusion.policy import DiffusionConfig, DiffusionPolicy, Normalizer
@@ -46,7 +50,14 @@ def test_demo_transitions_discount_the_chunk_and_end_at_success():
 
 
 def _tiny_policy(key):
-    cfg = DiffusionConfig(horizon=2, action_steps=1, obs_horizon=1, width=32, depth=1)
+    cfg = DiffusionConfig(
+        horizon=2,
+        action_steps=1,
+        obs_horizon=1,
+        width=32,
+        depth=1,
+        student_hidden=(32, 32),
+    )
     policy = DiffusionPolicy(cfg, state_dim=2, action_dim=1)
     norm = Normalizer.fit(np.array([[-1.0, -1], [1, 1]]), np.array([[-1.0], [1.0]]))
     return policy, policy.init(key, norm)
@@ -230,3 +241,82 @@ def test_online_ppo_over_denoising_steps_raises_the_return(key):
     assert len(rows) == 8 and all(np.isfinite(r["online/value_loss"]) for r in rows)
     returns = [r["online/return"] for r in rows]
     assert returns[-1] > returns[0] + 0.3, returns
+
+
+@pytest.mark.parametrize("state_hidden", [(), (16,)])
+def test_stage_bundles_act_like_the_jax_policy_and_the_student_exports_to_c(
+    key, tmp_path, state_hidden
+):
+    """Each stage's bundle reproduces the JAX policy's deterministic chunk (zero noise) on raw
+    Push-T histories, through a save/load: the K-step sampler as a ``ddim`` program, the
+    one-step student as a layer program, whose generated C matches it and self-tests; the
+    K-step bundle refuses the C export with one line."""
+    from firmware_export import CExportError, CPolicy
+    from firmware_export.c_export import write_c
+    from policies.bundle import PolicyBundle
+    from sims.pusht.env import PushT, PushTConfig
+
+    spec = PushT(PushTConfig()).spec
+    cfg = DiffusionConfig(
+        horizon=4,
+        action_steps=2,
+        width=32,
+        depth=2,
+        state_hidden=state_hidden,
+        features=8,
+        relative_to=(0, 1),
+        student_hidden=(32, 32),
+    )
+    policy = DiffusionPolicy(cfg, state_dim=5, action_dim=2)
+    rng = np.random.default_rng(0)
+    states = rng.uniform([0, 0, 0, 0, 0], [512, 512, 512, 512, 6.28], (300, 2, 5))
+    norm = Normalizer.fit(states.reshape(-1, 5), rng.uniform(-40, 40, (300, 2)))
+    base = policy.init(key, norm).params
+    nudge = lambda tree: jax.tree.map(
+        lambda x: x + 0.05 * jnp.sin(jnp.arange(x.size).reshape(x.shape)), tree
+    )
+    teacher = nudge(base)
+    student = nudge(policy.init_student(jax.random.PRNGKey(1), teacher))
+    obs = {"state": jnp.asarray(states[:64], jnp.float32)}
+    flat = np.asarray(states[:64], np.float32).reshape(64, -1)
+    zeros = jnp.zeros((64, 4, 2))
+
+    def jax_chunk(x):
+        chunk = norm.unaction(x) + policy.reference(obs)
+        return np.asarray(chunk[:, :2]).reshape(64, -1)
+
+    for name, params, one_step, expect in (
+        ("ddim", teacher, False, jax_chunk(policy.denoise(teacher, norm, obs, zeros))),
+        (
+            "student",
+            student,
+            True,
+            jax_chunk(jnp.clip(policy.denoise_one_step(student, norm, obs, zeros), -1, 1)),
+        ),
+    ):
+        bundle = rl100.to_bundle(policy, params, norm, spec, states[100:108], one_step=one_step)
+        bundle = PolicyBundle.load(bundle.save(tmp_path / f"{name}.rlb"))
+        assert bundle.spec["chunk"] == {"obs_history": 2, "action_steps": 2}
+        assert [f["name"] for f in bundle.obs_layout][:3] == [
+            "agent_pos[t-1]",
+            "block_pos[t-1]",
+            "block_angle[t-1]",
+        ]
+        unit_err = np.abs(bundle.act(flat) - expect) / bundle.action_scale
+        assert unit_err.max() < 1e-4, name
+        assert bundle.self_test(atol=1e-3) < 1e-3
+        assert np.ptp(expect[:, 0]) > 50  # relative to the pusher: the actions follow it
+    assert bundle.program == "layers"
+    c_policy = CPolicy.build(bundle, tmp_path / "c")
+    assert c_policy.self_test() == 0
+    np.testing.assert_allclose(c_policy.act(flat), bundle.act(flat), atol=1e-3)
+    teacher_bundle = PolicyBundle.load(tmp_path / "ddim.rlb")
+    with pytest.raises(CExportError, match="distilled one-step"):
+        write_c(teacher_bundle, tmp_path / "k-step")
+    # The K-step bundle runs on a robot computer without jax.
+    code = (
+        "import sys; from policies.bundle import PolicyBundle; "
+        f"PolicyBundle.load({str(tmp_path / 'ddim.rlb')!r}).self_test(atol=1e-3); "
+        "assert not any(m == 'jax' or m.startswith('jax.') for m in sys.modules), 'jax'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
