@@ -270,6 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     ex.set_defaults(func=cmd_export)
 
+    dp = sub.add_parser(
+        "deploy",
+        help="run a policy bundle on a robot: the ROS 2 policy node (robotrl deploy ros --help)",
+        add_help=False,
+    )
+    dp.add_argument("target", choices=("ros",), help="ros: the ROS 2 policy node")
+    dp.add_argument("rest", nargs=argparse.REMAINDER, help="the node's arguments")
+    dp.set_defaults(func=cmd_deploy)
+
     rd = sub.add_parser("render", help="video (.mp4/.gif) or frame strip (.png) of an episode")
     rd.add_argument("target", help="a run directory (its policy) or an env name (random actions)")
     rd.add_argument("--out", required=True, help="output file: .mp4, .gif or .png")
@@ -329,6 +338,12 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         DatasetError,
         FileNotFoundError,
     )
+
+
+def cmd_deploy(args) -> int:
+    from deploy.ros_node import main as ros_main  # imports rclpy only when run
+
+    return ros_main(args.rest)
 
 
 def main(argv: list[str] | None = None) -> int:

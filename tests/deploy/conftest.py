@@ -1,0 +1,99 @@
+"""ROS 2 over real DDS on loopback: one rclpy context per test module on its own domain, a
+helper node to publish observations and collect actions, and bundles to deploy."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+
+import numpy as np
+import pytest
+
+from policies.bundle import PolicyBundle
+from tests.firmware_export.conftest import make_bundle
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 is an extra: pip install -e '.[ros]'")
+
+
+@pytest.fixture(scope="module")
+def domain_id():
+    return random.Random(os.getpid() + time.time_ns()).randint(1, 100)
+
+
+@pytest.fixture(scope="module")
+def ros(domain_id):
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    yield context
+    rclpy.shutdown(context=context)
+
+
+@pytest.fixture(scope="session")
+def quad_bundle(tmp_path_factory) -> tuple[PolicyBundle, str]:
+    """A TD3 actor on a quadrotor-like layout, with a normaliser and a safe action."""
+    bundle = make_bundle("td3-tanh-64x64-normaliser")
+    path = bundle.save(tmp_path_factory.mktemp("bundles") / "quad.rlb")
+    return bundle, str(path)
+
+
+class Harness:
+    """The node under test and a peer node on one executor: publish, spin, collect."""
+
+    def __init__(self, context, node):
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from std_msgs.msg import String
+
+        self.node = node
+        self.peer = Node("test_peer", context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(node)
+        self.executor.add_node(self.peer)
+        self.actions: list = []
+        self.diagnostics: list[dict] = []
+        self.peer.create_subscription(
+            String,
+            f"{node.get_fully_qualified_name()}/diagnostics",
+            lambda m: self.diagnostics.append(json.loads(m.data)),
+            10,
+        )
+
+    def collect(self, msg_type, topic: str, convert) -> None:
+        self.peer.create_subscription(
+            msg_type, topic, lambda m: self.actions.append(convert(m)), 50
+        )
+
+    def publisher(self, msg_type, topic: str):
+        return self.peer.create_publisher(msg_type, topic, 10)
+
+    def spin(self, seconds: float, every=None, period: float = 0.01) -> None:
+        """Spins for ``seconds``; ``every()`` is called each ``period`` (publishing)."""
+        end = time.monotonic() + seconds
+        next_call = 0.0
+        while time.monotonic() < end:
+            if every is not None and time.monotonic() >= next_call:
+                every()
+                next_call = time.monotonic() + period
+            self.executor.spin_once(timeout_sec=0.002)
+
+    def close(self) -> None:
+        self.executor.remove_node(self.node)
+        self.executor.remove_node(self.peer)
+        self.node.destroy_node()
+        self.peer.destroy_node()
+
+
+def float_array(dims, data):
+    from std_msgs.msg import Float32MultiArray, MultiArrayDimension
+
+    msg = Float32MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label=n, size=s, stride=s) for n, s in dims]
+    msg.data = [float(x) for x in data]
+    return msg
+
+
+def as_array(msg) -> np.ndarray:
+    return np.asarray(msg.data, np.float32)

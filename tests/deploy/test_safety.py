@@ -1,0 +1,111 @@
+"""The safety layer without ROS: fall-backs and their counters, clipping, the rate limit, the
+latch, and the observation layout's parity with the env that trained the policy."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from deploy.observation import Layout, LayoutError, labelled
+from deploy.policy import DeployError, load_policy
+from deploy.safety import Guard, SafetyConfig
+from tests.firmware_export.conftest import make_bundle, raw_obs
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return make_bundle("td3-tanh-64x64-normaliser")
+
+
+def test_every_fault_gives_the_safe_action_and_is_counted(bundle):
+    guard = Guard(bundle, SafetyConfig(watchdog_s=0.1))
+    obs = raw_obs(1, 0)[0]
+    act = lambda o: bundle.act(o[None])[0]
+    action, reason = guard.step(act, obs, 0.01, 0.01)
+    assert reason == "ok"
+    np.testing.assert_allclose(action, bundle.act(obs[None])[0], atol=1e-6)
+    nan = obs.copy()
+    nan[3] = np.nan
+    far = obs.copy()
+    far[0] = bundle.obs_mean[0] + 50 * bundle.obs_std[0]
+    cases = [(None, 0.0, "stale"), (obs, 0.5, "stale"), (nan, 0.0, "nonfinite_obs")]
+    cases += [(far, 0.0, "out_of_range_obs")]
+    for o, age, why in cases:
+        action, reason = guard.step(act, o, age, 0.01)
+        assert reason == why
+        np.testing.assert_array_equal(action, bundle.safe_action)
+    broken = lambda o: np.full(bundle.action_dim, np.inf, np.float32)
+    assert guard.step(broken, obs, 0.0, 0.01)[1] == "nonfinite_action"
+    assert guard.faults == {
+        "stale": 2,
+        "nonfinite_obs": 1,
+        "out_of_range_obs": 1,
+        "nonfinite_action": 1,
+    }
+
+
+def test_estop_latches_until_reset(bundle):
+    guard = Guard(bundle)
+    obs = raw_obs(1, 1)[0]
+    act = lambda o: bundle.act(o[None])[0]
+    guard.estop()
+    for _ in range(3):
+        assert guard.step(act, obs, 0.0, 0.01)[1] == "estop"
+    guard.reset()
+    assert guard.step(act, obs, 0.0, 0.01)[1] == "ok"
+
+
+def test_actions_are_clipped_to_the_range_and_rate_limited(bundle):
+    guard = Guard(bundle, SafetyConfig(max_action_rate=1.0))  # full range in 1 s
+    obs = raw_obs(1, 2)[0]
+    high = bundle.action_offset + np.abs(bundle.action_scale)
+    first, _ = guard.step(lambda o: high + 5.0, obs, 0.0, 0.01)
+    np.testing.assert_allclose(first, high)  # clipped, not rate-limited (no previous)
+    low = bundle.action_offset - np.abs(bundle.action_scale)
+    second, _ = guard.step(lambda o: low, obs, 0.0, 0.01)
+    # 1% of the range (2 * scale) per 10 ms step
+    np.testing.assert_allclose(second, high - 0.01 * 2 * np.abs(bundle.action_scale), rtol=1e-5)
+    # Stopping is never slowed down.
+    safe, _ = guard.step(lambda o: low, None, 0.0, 0.01)
+    np.testing.assert_array_equal(safe, bundle.safe_action)
+
+
+def test_observation_layout_matches_the_env_that_trained_the_policy():
+    """A publisher labels its message with the env's layout; the node assembles the bundle's
+    vector by name, whatever the field order, and refuses a message that does not fit."""
+    from sims.quadrotor.env import Quadrotor
+
+    env = Quadrotor()
+    spec = env.spec
+    bundle_layout = [{"name": f.name, "size": f.size} for f in spec.obs_layout]
+    obs = np.arange(spec.obs_dim, dtype=np.float32)
+    dims, data = labelled(spec.obs_layout, obs)
+    layout = Layout(bundle_layout)
+    np.testing.assert_array_equal(layout.assemble(dims, data), obs)
+    # Reversed field order on the wire: the same vector.
+    order = list(reversed(range(len(dims))))
+    chunks = np.split(obs, np.cumsum([s for _, s in dims])[:-1])
+    wire = np.concatenate([chunks[i] for i in order])
+    np.testing.assert_array_equal(layout.assemble([dims[i] for i in order], wire), obs)
+    with pytest.raises(LayoutError, match="not in the layout"):
+        layout.assemble([("nonsense", 1), *dims[1:]], data)
+    with pytest.raises(LayoutError, match="lacks"):
+        layout.assemble(dims[1:], data[dims[0][1] :])
+    with pytest.raises(LayoutError, match="needs"):
+        layout.assemble([], data[:-1])
+
+
+def test_a_bundle_that_fails_its_golden_pairs_is_refused(bundle, tmp_path):
+    wrong = dataclasses.replace(bundle, golden_actions=bundle.golden_actions + 0.1)
+    path = wrong.save(tmp_path / "wrong.rlb")
+    with pytest.raises(DeployError, match="golden pairs differ"):
+        load_policy(path)
+    with pytest.raises(DeployError, match="does not exist"):
+        load_policy(tmp_path / "missing.rlb")
+    (tmp_path / "junk.rlb").write_bytes(b"not a bundle")
+    with pytest.raises(DeployError, match="not a readable policy bundle"):
+        load_policy(tmp_path / "junk.rlb")
+    ok = load_policy(bundle.save(tmp_path / "ok.rlb"), backend="c", work_dir=tmp_path / "c")
+    assert ok.backend == "c" and ok.golden_error <= 1e-5
