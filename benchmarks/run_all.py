@@ -22,6 +22,7 @@ from benchmarks import (
     ppo_vs_playground,
     quadrotor_vs_l2f,
     rl100_study,
+    ros_latency,
     sac_updates,
     time_to_hover,
     wsrl_study,
@@ -43,6 +44,7 @@ BENCHMARKS = (
     dual_rl_study,
     rl100_study,
     diffusion_latency,
+    ros_latency,
 )
 
 

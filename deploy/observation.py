@@ -21,6 +21,8 @@ class LayoutError(ValueError):
 
 
 def _field(f: Any) -> tuple[str, int]:
+    if isinstance(f, tuple) and len(f) == 2:  # (name, size), as Layout.fields
+        return str(f[0]), int(f[1])
     if isinstance(f, dict):
         return str(f["name"]), int(f["size"])
     return str(f.name), int(f.size)  # robotrl.types.Field

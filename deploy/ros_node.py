@@ -3,7 +3,9 @@
     robotrl deploy ros --bundle policy.rlb [--backend c] [--ros-args -p rate_hz:=100 ...]
     python -m deploy.ros_node --bundle policy.rlb
 
-Every tick (``rate_hz``, default ``1 / ctrl_dt``) the latest observation goes through
+Every tick (``rate_hz``, default ``1 / ctrl_dt``; or on every new observation with
+``trigger:=observation``, the timer then only acting when observations stop) the latest
+observation goes through
 ``deploy.safety.Guard`` (e-stop latch, watchdog, NaN/Inf and range checks, action clipping and
 rate limit) and the action is published. Observations arrive as ``std_msgs/Float32MultiArray``
 (fields labelled by ``layout.dim``, assembled by name with ``deploy.observation.Layout``) or
@@ -46,6 +48,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "bundle": ("", "path of the PolicyBundle (.rlb)"),
     "backend": ("numpy", "numpy forward or the exported C (compiled here): numpy | c"),
     "rate_hz": (0.0, "control rate; 0 = 1 / the bundle's ctrl_dt"),
+    "trigger": ("timer", "timer: act every tick; observation: act on each new observation"),
     "obs_topic": ("observation", "observation topic"),
     "obs_type": ("float32_multi_array", "float32_multi_array | joint_state"),
     "joint_state_fields": ("", "layout field=position|velocity|effort, comma-separated"),
@@ -127,7 +130,10 @@ def make_node_class():
             action_msg = Twist if p["action_type"] == "twist" else Float32MultiArray
             self.action_pub = self.create_publisher(action_msg, p["action_topic"], 10)
             self.diag_pub = self.create_publisher(String, "~/diagnostics", 10)
-            self.timer = self.create_timer(self.dt, self.tick)
+            if p["trigger"] not in ("timer", "observation"):
+                raise DeployError(f"trigger must be timer or observation, got {p['trigger']!r}")
+            # Observation-triggered: the watchdog still runs on the timer.
+            self.timer = self.create_timer(self.dt, self._on_timer)
             if float(p["diagnostics_hz"]) > 0:
                 self.create_timer(1.0 / float(p["diagnostics_hz"]), self.publish_diagnostics)
             self.get_logger().info(
@@ -157,6 +163,8 @@ def make_node_class():
                     self.get_logger().error(f"observation dropped: {err}")
                 return
             self.obs, self.obs_time = obs, time.monotonic()
+            if self.params["trigger"] == "observation":
+                self.tick()
 
         def _on_estop(self, msg) -> None:
             if msg.data:
@@ -177,6 +185,13 @@ def make_node_class():
             action = self.policy.act(obs)
             self.inference.append(time.perf_counter() - start)
             return action
+
+        def _on_timer(self) -> None:
+            # Observation-triggered nodes act here only when the observations stopped.
+            if self.params["trigger"] == "timer" or not (
+                time.monotonic() - self.obs_time <= self.guard.cfg.watchdog_s
+            ):
+                self.tick()
 
         def tick(self) -> None:
             now = time.monotonic()

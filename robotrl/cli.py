@@ -278,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("target", choices=("ros",), help="ros: the ROS 2 policy node")
     dp.add_argument("rest", nargs=argparse.REMAINDER, help="the node's arguments")
     dp.set_defaults(func=cmd_deploy)
+    br = sub.add_parser(
+        "sim-bridge",
+        help="a sims env as a ROS 2 node (observations out, actions in; robotrl sim-bridge -h)",
+        add_help=False,
+    )
+    br.add_argument("rest", nargs=argparse.REMAINDER, help="the bridge's arguments")
+    br.set_defaults(func=cmd_sim_bridge)
 
     rd = sub.add_parser("render", help="video (.mp4/.gif) or frame strip (.png) of an episode")
     rd.add_argument("target", help="a run directory (its policy) or an env name (random actions)")
@@ -346,10 +353,16 @@ def cmd_deploy(args) -> int:
     return ros_main(args.rest)
 
 
+def cmd_sim_bridge(args) -> int:
+    from deploy.sim_bridge import main as bridge_main
+
+    return bridge_main(args.rest)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "eval", "render", "export", "dataset"):
+    if args.command in ("train", "eval", "render", "export", "dataset", "sim-bridge"):
         from robotrl.cache import enable_compilation_cache, use_cpu_cores_as_devices
 
         use_cpu_cores_as_devices()

@@ -30,3 +30,20 @@ def subprocess_env() -> dict[str, str]:
     env["JAX_COMPILATION_CACHE_DIR"] = CACHE
     env["JAX_NUMPY_RANK_PROMOTION"] = "raise"
     return env
+
+
+@pytest.fixture(scope="session")
+def hover_run(tmp_path_factory):
+    """``(cfg, run, bundle_path)``: configs/ppo_quadrotor.yaml trained as shipped (20M steps,
+    a few minutes here) and its bundle exported, once per session: the learning test and the
+    ROS bridge's closed-loop test fly the same policy."""
+    from robotrl import experiment
+    from robotrl.export import export_run
+
+    cfg = experiment.load_config(
+        "configs/ppo_quadrotor.yaml",
+        ["train.eval_every=0", "train.checkpoint_every=0", "env.options.success_tolerance=0.1"],
+    )
+    run, _ = experiment.train(cfg, out=tmp_path_factory.mktemp("hover") / "quad")
+    bundle_path = export_run(run.path, "bundle")["files"]["bundle"]
+    return cfg, run, str(bundle_path)

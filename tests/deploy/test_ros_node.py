@@ -286,3 +286,30 @@ def test_sigterm_sends_the_safe_action_and_exits_cleanly(ros, quad_bundle, domai
 def test_missing_bundle_parameter_fails_clearly(ros):
     with pytest.raises(DeployError, match="no bundle"):
         _node(ros, "")
+
+
+def test_observation_trigger_answers_every_observation(ros, quad_bundle):
+    """``trigger:=observation``: one action per observation, computed from that observation,
+    and the watchdog's timer still sends the safe action when observations stop."""
+    from std_msgs.msg import Float32MultiArray
+
+    bundle, path = quad_bundle
+    topics = _topics()
+    node = _node(ros, path, trigger="observation", rate_hz=20.0, watchdog_s=0.1, **topics)
+    h = Harness(ros, node)
+    h.collect(Float32MultiArray, topics["action_topic"], as_array)
+    pub = h.publisher(Float32MultiArray, topics["obs_topic"])
+    try:
+        h.spin(0.3)  # discovery
+        observations = raw_obs(20, 26)
+        for obs in observations:
+            dims, data = labelled(bundle.obs_layout, obs)
+            pub.publish(float_array(dims, data))
+            h.spin(0.01)
+        h.spin(0.05)
+        got = np.stack(h.actions[-20:])
+        np.testing.assert_allclose(got, bundle.act(observations), rtol=1e-6, atol=1e-6)
+        h.spin(0.4)
+        np.testing.assert_array_equal(h.actions[-1], bundle.safe_action)
+    finally:
+        h.close()

@@ -109,3 +109,23 @@ def test_a_bundle_that_fails_its_golden_pairs_is_refused(bundle, tmp_path):
         load_policy(tmp_path / "junk.rlb")
     ok = load_policy(bundle.save(tmp_path / "ok.rlb"), backend="c", work_dir=tmp_path / "c")
     assert ok.backend == "c" and ok.golden_error <= 1e-5
+
+
+def test_bridge_episodes_are_the_in_process_flights():
+    """The bridge's simulation (one episode at a time, as a robot) starts from the initial
+    states of ``closed_loop.fly`` and judges episodes the same way: a deterministic policy
+    stepped through it gives fly's returns, lengths and successes."""
+    from deploy.sim_bridge import SimEpisodes, load_env
+    from firmware_export.closed_loop import fly
+
+    env = load_env("quadrotor", [])
+    spec = env.spec
+    safe = np.asarray(spec.safe_action, np.float32)
+    act = lambda obs: safe + 0.05 * np.sin(np.asarray(obs)[..., :4] * 3.0)
+    flight = fly(env, act, episodes=3, seed=4)
+    sim = SimEpisodes(env, episodes=3, seed=4)
+    while not sim.finished:
+        sim.step(act(sim.observation()))
+    np.testing.assert_allclose([r["return"] for r in sim.results], flight.returns, rtol=1e-4)
+    np.testing.assert_array_equal([r["length"] for r in sim.results], flight.lengths)
+    np.testing.assert_array_equal([r["success"] for r in sim.results], flight.success)

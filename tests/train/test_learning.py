@@ -90,7 +90,7 @@ def max_eval(run):
 
 
 @pytest.mark.slow
-def test_ppo_hovers_the_quadrotor_and_its_c_export_flies_the_same(tmp_path):
+def test_ppo_hovers_the_quadrotor_and_its_c_export_flies_the_same(tmp_path, hover_run):
     """PPO (configs/ppo_quadrotor.yaml, disturbances on) hovers: no termination and position
     error < 10 cm over the last 2 s; the exported C (float32, via ctypes) flies the same 100
     episodes as the JAX policy, and the int8 C is flown and compared too."""
@@ -100,15 +100,10 @@ def test_ppo_hovers_the_quadrotor_and_its_c_export_flies_the_same(tmp_path):
     from firmware_export import CPolicy
     from firmware_export.closed_loop import fly
     from policies.bundle import PolicyBundle
-    from robotrl.export import export_run
     from robotrl.runs import CheckpointStore
     from robotrl.train.scan_loop import select_seed
 
-    cfg = experiment.load_config(
-        "configs/ppo_quadrotor.yaml",
-        ["train.eval_every=0", "train.checkpoint_every=0", "env.options.success_tolerance=0.1"],
-    )
-    run, _ = experiment.train(cfg, out=tmp_path / "quad")
+    cfg, run, bundle_path = hover_run
 
     # The JAX policy, restored, against the C export over the same 100 initial states.
     exp = experiment.Experiment(cfg)
@@ -122,7 +117,7 @@ def test_ppo_hovers_the_quadrotor_and_its_c_export_flies_the_same(tmp_path):
     env, _ = experiment.make_functional_env(cfg.env)
     jax_flight = fly(env, lambda obs: np.asarray(step(obs)), 100)
     assert jax_flight.success_rate >= HOVER_RATE, jax_flight.success_rate
-    bundle = PolicyBundle.load(export_run(run.path, "c")["files"]["bundle"])
+    bundle = PolicyBundle.load(bundle_path)
     c32 = fly(env, CPolicy.build(bundle, tmp_path / "c32").act, 100)
     c8 = fly(env, CPolicy.build(bundle, tmp_path / "c8", quantize="int8").act, 100)
     # float32 C: the same episodes fly (rounding may flip a borderline one).
