@@ -218,7 +218,7 @@ class Experiment:
                 normalize_obs=cfg.env.normalize_obs,
             )
         train_env = self.training_env(cfg.train.num_envs)
-        eval_env = make_eval_env(self.base_env, cfg.train.eval_episodes, **self._episodes())
+        eval_env = make_eval_env(self.base_env, max(cfg.train.eval_episodes, 1), **self._episodes())
         if cfg.env.normalize_obs:
             train_env = ObsNormalization(train_env)
             eval_env = ObsNormalization(eval_env, update=False)

@@ -21,6 +21,7 @@ class EnvEntry(NamedTuple):
     # A native (host, numpy) backend of the same task, or None:
     # -> make_host(config, num_envs, ranges) -> HostEnv (ranges: a parameter set or None)
     native: Callable[[], Callable[[Any, int, Any], Any]] | None = None
+    host_only: bool = False  # no functional env (load's make is None): the host loop only
 
 
 def _sac():
@@ -85,6 +86,22 @@ def _locomotion(task: str) -> EnvEntry:
     return EnvEntry(load, native)
 
 
+def _rccar_practice() -> EnvEntry:
+    """FastRLAP's autonomous practice on the RC car (``deploy.practice``): a host env only."""
+
+    def load():
+        from deploy.practice import PracticeConfig
+
+        return PracticeConfig, None, {}
+
+    def native():
+        from deploy.practice import make_practice_env
+
+        return make_practice_env
+
+    return EnvEntry(load, native, host_only=True)
+
+
 def _quadrotor():
     from sims.quadrotor import PARAMETER_SETS, Quadrotor, QuadrotorConfig
 
@@ -102,6 +119,7 @@ ALGORITHMS: dict[str, AlgoEntry] = {
 ENVS: dict[str, EnvEntry] = {
     "pendulum": EnvEntry(_pendulum),
     "rccar": EnvEntry(_rccar),
+    "rccar_practice": _rccar_practice(),
     "pusht": EnvEntry(_pusht),
     "quadrotor": EnvEntry(_quadrotor),
     # MuJoCo locomotion (gymnasium v5 tasks): MJX (functional) or native MuJoCo (host).
@@ -132,7 +150,7 @@ def resolve_backend(name: str, backend: str) -> str:
     """
     if backend not in BACKENDS:
         raise ValueError(f"env.backend must be one of {BACKENDS}, got {backend!r}")
-    if is_host_env(name):
+    if is_host_env(name) or (name in ENVS and ENVS[name].host_only):
         if backend == "jax":
             raise ValueError(f"{name} is a host env: it has no jax backend")
         return "native"

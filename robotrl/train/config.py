@@ -13,7 +13,8 @@ class TrainConfig:
     buffer_size: int = 1_000_000  # replay capacity in transitions
     log_every: int = 1_000  # transitions per logged row (and per jitted chunk of the scan loop)
     eval_every: int = 5_000  # transitions between evaluations (0: only at the end)
-    eval_episodes: int = 10  # deterministic episodes per evaluation
+    eval_episodes: int = 10  # deterministic episodes per evaluation (0: never evaluate, e.g.
+    # a robot that practises: its training is the measurement)
     checkpoint_every: int = 5_000  # transitions between checkpoints (0: only at the end)
     keep_checkpoints: int = 3  # orbax keeps this many latest checkpoints
     save_buffer: bool = True  # checkpoint the replay buffer too (exact resume)
@@ -31,9 +32,11 @@ class TrainConfig:
     random_warmup: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("total_steps", "num_envs", "log_every", "eval_episodes", "num_seeds"):
+        for name in ("total_steps", "num_envs", "log_every", "num_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if self.eval_episodes < 0:
+            raise ValueError("eval_episodes must be >= 0 (0: never evaluate)")
         if not 0.0 <= self.offline_fraction <= 1.0:
             raise ValueError("offline_fraction must be in [0, 1]")
         if self.offline and self.num_envs != 1:

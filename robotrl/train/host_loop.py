@@ -10,6 +10,7 @@ does not wait on every update.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -92,6 +93,7 @@ class HostSession:
         start = self._steps
         iterations = cfg.log_every // cfg.num_envs
         metrics, returns, bad = [], [], None
+        env_metrics: dict[str, list[np.ndarray]] = {}
         for i in range(iterations):
             self.key, k_act, k_update = jax.random.split(self.key, 3)
             _, params = self.algo.make_policy(self.algo_state, False)
@@ -125,6 +127,8 @@ class HostSession:
                 done, self.policy.init_carry((cfg.num_envs,)), jax.device_get(carry)
             )
             self.obs = next_obs
+            for name, value in out.metrics.items():
+                env_metrics.setdefault(name, []).append(np.asarray(value, np.float64))
             self.episode_return += out.reward
             returns.extend(self.episode_return[done].tolist())
             self.episode_return[done] = 0.0
@@ -147,6 +151,16 @@ class HostSession:
                 if bad is None or step < bad[0]:
                     bad = (step, found[1])
             result = {f"train/{k}": np.array([np.mean([v[k] for v in values])]) for k in values[0]}
+        # The env's own per-step metrics over the chunk (NaN where a step has none to report,
+        # e.g. a lap time before the lap ends): mean, sum and last value, so rates, counts and
+        # running figures all follow.
+        for name, values in env_metrics.items():
+            stacked = np.stack(values)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN chunks stay NaN
+                result[f"train/env/{name}"] = np.array([np.nanmean(stacked)])
+            result[f"train/env/{name}_sum"] = np.array([np.nansum(stacked)])
+            result[f"train/env/{name}_last"] = np.array([np.mean(stacked[-1])])
         result["train/episode_return"] = np.array([np.mean(returns) if returns else np.nan])
         result["train/episodes"] = np.array([float(len(returns))])
         return ChunkResult(metrics=result, bad=bad)

@@ -115,7 +115,7 @@ def run_training(
         row["timing/sps"] = (step - before) * session.num_seeds / elapsed
         row["timing/chunk_s"] = elapsed
         final = step >= total
-        if final or _due(cfg.eval_every, before, step):
+        if cfg.eval_episodes and (final or _due(cfg.eval_every, before, step)):
             t0 = time.perf_counter()
             result = session.evaluate()
             if not np.all(np.isfinite(result.returns)):

@@ -91,7 +91,8 @@ def test_hover_policy_flies_the_bridged_simulator_as_in_process(hover_run, tmp_p
         f"{result['wall_s']:.1f} s; node: {node_out.strip().splitlines()[-1]}"
     )
     assert result["episodes"] == EPISODES
-    assert result["actions_received"] >= 0.9 * EPISODES * 500
+    # One action per node tick (100 Hz x FACTOR); a loaded machine drops a few ticks.
+    assert result["actions_received"] >= 0.75 * EPISODES * 500
     # A tick of transport latency and zero-order hold: the same episodes hover, but a
     # borderline one may flip.
     assert np.mean(over_ros == in_process.success) >= 0.75
@@ -100,7 +101,7 @@ def test_hover_policy_flies_the_bridged_simulator_as_in_process(hover_run, tmp_p
 
 @pytest.mark.slow
 def test_node_holds_hover_when_the_observations_stop_mid_flight(hover_run, ros):
-    """The bridge stops publishing observations 1 s into an episode (a dead sensor): within
+    """The bridge stops publishing observations 1.5 s into an episode (a dead sensor): within
     the 50 ms watchdog the node commands the bundle's safe action (hover thrust), every tick,
     and counts the stale ticks."""
     from rclpy.executors import SingleThreadedExecutor
@@ -148,13 +149,13 @@ def test_node_holds_hover_when_the_observations_stop_mid_flight(hover_run, ros):
             executor.spin_once(timeout_sec=0.002)
 
     try:
-        spin(1.0)
+        spin(1.5)
         flying = len(actions)
         assert flying > 20 and not np.allclose(actions[-1], bundle.safe_action)
         mute.publish(String(data="mute"))
         spin(0.1)  # the command arrives, the watchdog's 50 ms pass
         after = len(actions)
-        spin(1.0)
+        spin(1.5)
         held = actions[after:]
         assert len(held) > 20
         assert all(np.array_equal(a, bundle.safe_action) for a in held)
