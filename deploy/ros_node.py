@@ -96,7 +96,8 @@ def make_node_class():
                     max_action_rate=float(p["max_action_rate"]) or None,
                 ),
             )
-            self.obs_layout, self.action_layout = Layout(b.obs_layout), Layout(b.action_layout)
+            self.obs_layout = Layout(self.policy.obs_layout)  # one tick's (a chunk's frame)
+            self.action_layout = Layout(self.policy.action_layout)
             rate = float(p["rate_hz"]) or 1.0 / b.ctrl_dt
             self.dt = 1.0 / rate
             if p["obs_type"] not in OBS_TYPES:
@@ -199,6 +200,8 @@ def make_node_class():
                 self.periods.append(now - self.last_tick)
             self.last_tick = now
             action, reason = self.guard.step(self._act, self.obs, now - self.obs_time, self.dt)
+            if reason != "ok":
+                self.policy.reset()  # a chunking policy starts a fresh history afterwards
             self.publish_action(action)
             self.last_action, self.last_reason = action, reason
             self.ticks += 1

@@ -54,11 +54,61 @@ def safe_action(bundle: PolicyBundle) -> np.ndarray:
     return np.asarray(bundle.action_offset, np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What the guard checks against, for the observation and action of one control tick:
+    normaliser (mean, std, clip), action range (offset +- |scale|, plus the observation values
+    ``reference`` names, -1 for none) and the safe action."""
+
+    safe: np.ndarray  # [A]
+    offset: np.ndarray  # [A]
+    scale: np.ndarray  # [A]
+    reference: np.ndarray | None  # [A] observation indices or -1
+    obs_mean: np.ndarray | None  # [O]
+    obs_std: np.ndarray | None
+    obs_clip: float
+
+    @classmethod
+    def of(cls, bundle: PolicyBundle) -> Limits:
+        """A bundle's limits per tick: as they are, or, for an action-chunking bundle, those of
+        its latest frame and of the chunk's first action (every action of a chunk has the same
+        range, relative to the same frame)."""
+        safe, ref = safe_action(bundle), bundle.action_reference
+        mean, std = bundle.obs_mean, bundle.obs_std
+        offset, scale = bundle.action_offset, bundle.action_scale
+        chunk = bundle.spec.get("chunk")
+        if chunk:
+            o = bundle.obs_dim // int(chunk["obs_history"])
+            a = bundle.action_dim // int(chunk["action_steps"])
+            start = bundle.obs_dim - o  # the latest frame
+            safe, offset, scale = safe[:a], offset[:a], scale[:a]
+            if ref is not None:
+                ref = np.where(ref[:a] >= start, ref[:a] - start, -1)
+            if mean is not None:
+                mean, std = mean[start:], std[start:]
+        return cls(
+            np.asarray(safe, np.float32),
+            np.asarray(offset, np.float32),
+            np.asarray(scale, np.float32),
+            ref,
+            mean,
+            std,
+            float(bundle.obs_clip),
+        )
+
+    def centre(self, obs: np.ndarray) -> np.ndarray:
+        if self.reference is None:
+            return self.offset
+        picked = np.take(obs, np.maximum(self.reference, 0))
+        return self.offset + np.where(self.reference >= 0, picked, 0.0)
+
+
 class Guard:
-    def __init__(self, bundle: PolicyBundle, cfg: SafetyConfig = SafetyConfig()):
-        self.bundle, self.cfg = bundle, cfg
-        self.safe = safe_action(bundle)
-        self.limit = bundle.obs_clip if cfg.obs_limit is None else cfg.obs_limit
+    def __init__(self, bundle: PolicyBundle | Limits, cfg: SafetyConfig = SafetyConfig()):
+        self.limits = bundle if isinstance(bundle, Limits) else Limits.of(bundle)
+        self.cfg = cfg
+        self.safe = self.limits.safe
+        self.limit = self.limits.obs_clip if cfg.obs_limit is None else cfg.obs_limit
         self.faults: Counter[str] = Counter()
         self.estopped = False
         self.paused = False
@@ -91,7 +141,7 @@ class Guard:
             return "stale"
         if not np.all(np.isfinite(obs)):
             return "nonfinite_obs"
-        b = self.bundle
+        b = self.limits
         if b.obs_mean is not None:
             z = np.abs((obs - b.obs_mean) / b.obs_std)
             if not np.all(z <= self.limit):
@@ -117,10 +167,9 @@ class Guard:
         return self._limit(action, obs, dt), "ok"
 
     def _limit(self, action: np.ndarray, obs: np.ndarray, dt: float) -> np.ndarray:
-        b = self.bundle
-        span = np.abs(b.action_scale)
+        span = np.abs(self.limits.scale)
         if self.cfg.clip_actions:
-            centre = b.to_env(np.zeros_like(action), obs)  # offset (+ the reference)
+            centre = self.limits.centre(obs)  # offset (+ the referenced observation values)
             action = np.clip(action, centre - span, centre + span)
         if self.cfg.max_action_rate is not None and self.previous is not None:
             step = self.cfg.max_action_rate * 2 * span * max(dt, 0.0)
@@ -136,4 +185,4 @@ def percentile_ms(values: list[float], q: float) -> float:
     return float(np.percentile(values, q) * 1e3) if values else math.nan
 
 
-__all__ = ["REASONS", "Guard", "SafetyConfig", "percentile_ms", "safe_action"]
+__all__ = ["REASONS", "Guard", "Limits", "SafetyConfig", "percentile_ms", "safe_action"]

@@ -97,3 +97,38 @@ def float_array(dims, data):
 
 def as_array(msg) -> np.ndarray:
     return np.asarray(msg.data, np.float32)
+
+
+@pytest.fixture(scope="session")
+def chunk_bundle(tmp_path_factory) -> tuple[PolicyBundle, str]:
+    """A one-step diffusion student on Push-T as a chunking bundle: 2 frames of 5 values in,
+    2 actions of 2 values out, actions relative to the pusher (``rl100.to_bundle``)."""
+    import jax
+    import jax.numpy as jnp
+
+    from policies.diffusion.policy import DiffusionConfig, DiffusionPolicy, Normalizer
+    from robotrl.train import rl100
+    from sims.pusht.env import PushT, PushTConfig
+
+    cfg = DiffusionConfig(
+        horizon=4,
+        action_steps=2,
+        width=32,
+        depth=1,
+        features=8,
+        relative_to=(0, 1),
+        student_hidden=(32, 32),
+    )
+    policy = DiffusionPolicy(cfg, state_dim=5, action_dim=2)
+    rng = np.random.default_rng(0)
+    states = rng.uniform([0, 0, 0, 0, 0], [512, 512, 512, 512, 6.28], (64, 2, 5))
+    norm = Normalizer.fit(states.reshape(-1, 5), rng.uniform(-40, 40, (64, 2)))
+    teacher = policy.init(jax.random.PRNGKey(0), norm).params
+    student = jax.tree.map(
+        lambda x: x + 0.05 * jnp.sin(jnp.arange(x.size).reshape(x.shape)),
+        policy.init_student(jax.random.PRNGKey(1), teacher),
+    )
+    spec = PushT(PushTConfig()).spec
+    bundle = rl100.to_bundle(policy, student, norm, spec, states[:8], one_step=True)
+    path = bundle.save(tmp_path_factory.mktemp("chunk") / "student.rlb")
+    return PolicyBundle.load(path), str(path)

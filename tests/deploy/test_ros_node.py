@@ -313,3 +313,27 @@ def test_observation_trigger_answers_every_observation(ros, quad_bundle):
         np.testing.assert_array_equal(h.actions[-1], bundle.safe_action)
     finally:
         h.close()
+
+
+def test_chunking_bundle_runs_over_ros_one_action_per_tick(ros, chunk_bundle):
+    """A diffusion student (2 frames in, a chunk of 2 actions out) in the node: one frame per
+    message, labelled with the frame's field names; out goes one action per tick, the chunk's
+    actions in turn."""
+    from std_msgs.msg import Float32MultiArray
+
+    bundle, path = chunk_bundle
+    topics = _topics()
+    h = Harness(ros, _node(ros, path, rate_hz=50.0, watchdog_s=0.2, **topics))
+    h.collect(Float32MultiArray, topics["action_topic"], as_array)
+    pub = h.publisher(Float32MultiArray, topics["obs_topic"])
+    frame = np.array([200.0, 300.0, 250.0, 260.0, 1.0], np.float32)
+    dims = [("agent_pos", 2), ("block_pos", 2), ("block_angle", 1)]
+    try:
+        h.spin(0.6, every=lambda: pub.publish(float_array(dims, frame)))
+        chunk = bundle.act(np.concatenate([frame, frame])).reshape(2, 2)
+        recent = np.stack(h.actions[-10:])
+        near = lambda row: np.abs(recent - row).max(axis=1) < 1e-3
+        assert np.all(near(chunk[0]) | near(chunk[1]))
+        assert near(chunk[0]).any() and near(chunk[1]).any()
+    finally:
+        h.close()

@@ -129,3 +129,36 @@ def test_bridge_episodes_are_the_in_process_flights():
     np.testing.assert_allclose([r["return"] for r in sim.results], flight.returns, rtol=1e-4)
     np.testing.assert_array_equal([r["length"] for r in sim.results], flight.lengths)
     np.testing.assert_array_equal([r["success"] for r in sim.results], flight.success)
+
+
+def test_chunking_bundle_runs_one_tick_at_a_time(chunk_bundle):
+    """The student bundle (2 frames in, 2 actions out) through ``load_policy``: per-tick layouts
+    are a frame's and an action's, the history starts as the first frame repeated, the policy
+    runs every 2 ticks, the guard's limits are the latest frame's and one action's."""
+    from deploy.safety import Limits
+
+    bundle, path = chunk_bundle
+    policy = load_policy(path)
+    assert [f["name"] for f in policy.obs_layout] == ["agent_pos", "block_pos", "block_angle"]
+    assert [f["name"] for f in policy.action_layout] == ["target_pos"]
+    frames = np.random.default_rng(1).uniform(0, 512, (5, 5)).astype(np.float32)
+    got = np.stack([policy.act(f) for f in frames])
+    histories = [(0, 0), (0, 1), (2, 3)]  # the frames each decision saw (ticks 0, 2, 4)
+    first = bundle.act(np.concatenate([frames[histories[0][0]], frames[histories[0][1]]]))
+    np.testing.assert_allclose(got[:2], first.reshape(2, 2), rtol=1e-6, atol=1e-4)
+    second = bundle.act(np.concatenate([frames[1], frames[2]]))
+    np.testing.assert_allclose(got[2:4], second.reshape(2, 2), rtol=1e-6, atol=1e-4)
+    third = bundle.act(np.concatenate([frames[3], frames[4]]))
+    np.testing.assert_allclose(got[4], third.reshape(2, 2)[0], rtol=1e-6, atol=1e-4)
+    limits = Limits.of(bundle)
+    assert limits.safe.shape == (2,) and limits.obs_mean.shape == (5,)
+    np.testing.assert_array_equal(limits.reference, [0, 1])  # the pusher in the latest frame
+    # Relative actions: the range is centred on the pusher where it is now.
+    np.testing.assert_allclose(limits.centre(frames[0]), limits.offset + frames[0][:2])
+    policy.reset()
+    np.testing.assert_allclose(
+        policy.act(frames[3]),
+        bundle.act(np.concatenate([frames[3], frames[3]]))[:2],
+        rtol=1e-6,
+        atol=1e-4,
+    )
