@@ -6,6 +6,9 @@ Latency does not depend on the weights, so the networks are freshly initialised 
 study's configuration; batch 1 is one robot, batch 64 a batch of simulated envs. Medians of 200
 calls after a warm-up (compilation excluded: a controller compiles once at start-up).
 
+The one-step student also runs as its exported C (``rl100.to_bundle``, compiled here, called
+through ctypes: one ``policy_step`` per sample, the executed actions of a chunk).
+
 Results: ``benchmarks/out/diffusion_latency.json``. Run: ``python -m benchmarks.diffusion_latency``.
 """
 
@@ -67,18 +70,31 @@ def main(argv: list[str] | None = None) -> dict:
     np_policy = NumpyDiffusion.from_jax(policy, params, norm)
     report: dict = {"machine": machine(), "K": cfg.schedule.inference_steps, "latency_ms": {}}
 
+    import tempfile
+
+    from firmware_export import CPolicy
+    from robotrl.train import rl100
+    from sims.pusht.env import PushT
+
+    student_bundle = rl100.to_bundle(
+        policy, params, norm, PushT().spec, obs["state"][:16], one_step=True
+    )
+    c_student = CPolicy.build(student_bundle, tempfile.mkdtemp(prefix="student-c-"))
+
     k_step = jax.jit(lambda o, k: policy.sample(params, norm, o, k))
     one_step = jax.jit(lambda o, k: policy.sample_one_step(params, norm, o, k))
     for batch in (1, 64):
         o = {"state": obs["state"][:batch]}
         noise = np.random.default_rng(0).standard_normal((batch, cfg.horizon, 2)).astype(np.float32)
         s = np.asarray(o["state"])
+        flat = np.ascontiguousarray(s.reshape(batch, -1))
         key = jax.random.PRNGKey(2)
         row = {
             "jax_k_step": _median_s(lambda o=o, k=key: jax.block_until_ready(k_step(o, k))),
             "jax_one_step": _median_s(lambda o=o, k=key: jax.block_until_ready(one_step(o, k))),
             "numpy_k_step": _median_s(lambda s=s, z=noise: np_policy.sample(s, z)),
             "numpy_one_step": _median_s(lambda s=s, z=noise: np_policy.sample_one_step(s, z)),
+            "c_one_step": _median_s(lambda f=flat: c_student.act(f)),
         }
         row = {k: 1e3 * v for k, v in row.items()}
         row["jax_ratio"] = row["jax_k_step"] / row["jax_one_step"]
@@ -124,14 +140,14 @@ def report(data: dict) -> str:
         f"## Diffusion policy latency (Push-T state policy, K = {data['K']})",
         "",
         "| batch | JAX K-step ms | JAX 1-step ms | ratio | numpy K-step ms | numpy 1-step ms "
-        "| ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| ratio | C 1-step ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in data["latency_ms"].items():
         lines.append(
             f"| {name.split('_')[1]} | {r['jax_k_step']:.3f} | {r['jax_one_step']:.3f} | "
             f"{r['jax_ratio']:.1f}x | {r['numpy_k_step']:.3f} | {r['numpy_one_step']:.3f} | "
-            f"{r['numpy_ratio']:.1f}x |"
+            f"{r['numpy_ratio']:.1f}x | {r.get('c_one_step', float('nan')):.3f} |"
         )
     t = data["throughput"]
     lines += [

@@ -20,6 +20,7 @@ from benchmarks import (
     mjx_vs_native,
     pendulum_solve,
     ppo_vs_playground,
+    practice_study,
     quadrotor_vs_l2f,
     rl100_study,
     ros_latency,
@@ -45,6 +46,7 @@ BENCHMARKS = (
     rl100_study,
     diffusion_latency,
     ros_latency,
+    practice_study,
 )
 
 
