@@ -139,6 +139,8 @@ def _plot(data: dict, path: Path) -> None:
             total += c["stuck_s"]
             stuck.append(total)
         axes[2].plot(t, stuck, label=name)
+    # The first "lap" spans the practice before the car could drive: keep the axis on laps.
+    axes[1].set_ylim(0, 30)
     titles = ("laps completed", "best lap so far (s)", "time stuck (s)")
     for ax, title in zip(axes, titles, strict=True):
         ax.set(xlabel="practice time (min)", title=title)
