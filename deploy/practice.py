@@ -21,9 +21,11 @@ writes a run directory like every other run. Its per-step metrics (laps, lap tim
 steps stuck, seconds recovering; and running figures: practice time, best lap so far, when the
 first lap ended) are logged per chunk as ``train/env/*``.
 
-The car is behind ``Car``: ``SimCar`` steps ``sims.rccar`` in process; a robot's car (or the
-ROS bridge's) implements the same four members. Observations are the car's own: goals in the
-body frame, body velocities, steering angle, last action, range rays; no track knowledge.
+The car is behind ``Car``: ``SimCar`` steps ``sims.rccar`` in process; ``RosCar``
+(``deploy.car_bridge``, ``car: ros``) drives the same simulated car through ROS 2 topics, as a
+robot's car would be driven; the practice's code is the same for both. Observations are the
+car's own: goals in the body frame, body velocities, steering angle, last action, range rays;
+no track knowledge.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Car(Protocol):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PracticeConfig:
     track: str = "oval"  # sims.rccar track of the simulated car
+    car: str = "sim"  # sim: in process; ros: over ROS 2 topics (deploy.car_bridge)
     demo_speed: float = 1.0  # m/s, the demonstration lap's speed target (slow)
     checkpoint_spacing: float = 2.0  # m of demonstrated path between checkpoints
     goal_radius: float = 1.0  # m, a checkpoint is reached within this distance
@@ -85,6 +88,8 @@ class PracticeConfig:
             raise ValueError("checkpoint_spacing, goal_radius and stuck_radius must be positive")
         if self.goal_radius >= self.checkpoint_spacing:
             raise ValueError("goal_radius must be below checkpoint_spacing")
+        if self.car not in ("sim", "ros"):
+            raise ValueError(f"car must be sim or ros, got {self.car!r}")
         if self.stuck_window < 2 or self.goals_observed < 1 or self.recovery_steps < 1:
             raise ValueError("stuck_window >= 2, goals_observed >= 1, recovery_steps >= 1")
 
@@ -206,6 +211,10 @@ class PracticeEnv:
         if num_envs != 1:
             raise ValueError(f"one car practises: num_envs must be 1, got {num_envs}")
         self.cfg, self.num_envs = cfg, 1
+        if car is None and cfg.car == "ros":
+            from deploy.car_bridge import RosCar
+
+            car = RosCar()
         self.car = car if car is not None else SimCar(cfg.track, cfg.seed)
         self.spec = practice_spec(cfg, self.car.num_rays, self.car.ctrl_dt)
         self.rng = np.random.default_rng(cfg.seed)
@@ -296,7 +305,9 @@ class PracticeEnv:
         )
 
     def close(self) -> None:
-        pass
+        close = getattr(self.car, "close", None)
+        if close is not None:
+            close()
 
     # --- pieces -------------------------------------------------------------------------------
     def _recover(self) -> Reading:

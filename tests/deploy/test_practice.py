@@ -117,3 +117,49 @@ def test_one_car_only():
         PracticeEnv(PracticeConfig(), num_envs=2)
     with pytest.raises(ValueError, match="goal_radius"):
         dataclasses.replace(PracticeConfig(), goal_radius=5.0)
+
+
+def test_practice_over_ros_is_the_practice_in_process(tmp_path):
+    """The same practice code against the car behind ROS topics (``deploy.car_bridge`` in its
+    own process, lockstep): the demonstration lap gives the same checkpoints, and a fixed
+    action sequence gives the same readings, rewards, crashes and recoveries as in process."""
+    import os
+    import random
+    import subprocess
+    import sys
+
+    pytest.importorskip("rclpy")
+    import rclpy
+
+    from deploy.car_bridge import RosCar
+
+    domain = random.randint(1, 100)
+    env_vars = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+    bridge = subprocess.Popen(
+        [sys.executable, "-m", "deploy.car_bridge", "--track", "oval"],
+        env=env_vars,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    try:
+        over_ros = PracticeEnv(PracticeConfig(), car=RosCar(context=context, timeout_s=60))
+        in_process = PracticeEnv(PracticeConfig())
+        over_ros.reset(0)
+        in_process.reset(0)
+        np.testing.assert_allclose(over_ros.checkpoints, in_process.checkpoints, atol=1e-5)
+        actions = [np.array([0.3 * math.sin(i / 7), 0.6], np.float32) for i in range(80)]
+        for a in actions:
+            x, y = over_ros.step(a), in_process.step(a)
+            np.testing.assert_allclose(x.obs, y.obs, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(x.reward, y.reward, rtol=1e-5, atol=1e-4)
+            assert x.metrics["crash"] == y.metrics["crash"]
+        assert in_process.totals["crash"] >= 1  # the sequence did meet a wall and recover
+        over_ros.close()
+    finally:
+        rclpy.shutdown(context=context)
+        bridge.send_signal(2)
+        _, err = bridge.communicate(timeout=30)
+    assert bridge.returncode == 0, err[-2000:]
