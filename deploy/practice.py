@@ -70,6 +70,9 @@ class Car(Protocol):
 class PracticeConfig:
     track: str = "oval"  # sims.rccar track of the simulated car
     car: str = "sim"  # sim: in process; ros: over ROS 2 topics (deploy.car_bridge)
+    # A frozen encoder (``pretrain_encoder``'s .npz): the learner sees its features of the
+    # observation instead of the observation ("" = the raw observation).
+    encoder: str = ""
     demo_speed: float = 1.0  # m/s, the demonstration lap's speed target (slow)
     checkpoint_spacing: float = 2.0  # m of demonstrated path between checkpoints
     goal_radius: float = 1.0  # m, a checkpoint is reached within this distance
@@ -175,7 +178,9 @@ def checkpoints_from_path(path: np.ndarray, spacing: float) -> np.ndarray:
     return np.stack([x, y], axis=1).astype(np.float32)
 
 
-def practice_spec(cfg: PracticeConfig, num_rays: int, ctrl_dt: float) -> EnvSpec:
+def practice_spec(cfg: PracticeConfig, num_rays: int, ctrl_dt: float, features: int = 0) -> EnvSpec:
+    """The practice's spec; with a frozen encoder (``features`` > 0) the observation is its
+    ``features`` values."""
     goals = [
         Field(f"goal_{i}", 2, "m", "body", f"checkpoint {i} ahead (x forward, y left)")
         for i in range(cfg.goals_observed)
@@ -187,6 +192,8 @@ def practice_spec(cfg: PracticeConfig, num_rays: int, ctrl_dt: float) -> EnvSpec
         Field("last_action", 2, "", "", "steering, throttle commanded last"),
         Field("rays", num_rays, "", "body", "boundary distances / max range, right to left"),
     )
+    if features:
+        layout = (Field("features", features, "", "", "frozen encoder of the observation"),)
     size = sum(f.size for f in layout)
     return EnvSpec(
         name="rccar_practice",
@@ -216,7 +223,15 @@ class PracticeEnv:
 
             car = RosCar()
         self.car = car if car is not None else SimCar(cfg.track, cfg.seed)
-        self.spec = practice_spec(cfg, self.car.num_rays, self.car.ctrl_dt)
+        self.encoder = Encoder.load(cfg.encoder) if cfg.encoder else None
+        raw = practice_spec(cfg, self.car.num_rays, self.car.ctrl_dt)
+        if self.encoder is not None and self.encoder.in_dim != raw.obs_dim:
+            raise ValueError(
+                f"encoder {cfg.encoder} reads {self.encoder.in_dim} values, the practice's "
+                f"observation has {raw.obs_dim}"
+            )
+        features = self.encoder.out_dim if self.encoder is not None else 0
+        self.spec = practice_spec(cfg, self.car.num_rays, self.car.ctrl_dt, features)
         self.rng = np.random.default_rng(cfg.seed)
         self.checkpoints: np.ndarray | None = None
         self.reading: Reading | None = None
@@ -323,6 +338,11 @@ class PracticeEnv:
         return r
 
     def _obs(self) -> np.ndarray:
+        raw = self.raw_obs()
+        return raw if self.encoder is None else self.encoder(raw)
+
+    def raw_obs(self) -> np.ndarray:
+        """The car's own observation (before any frozen encoder)."""
         r = self.reading
         c, s = math.cos(r.yaw), math.sin(r.yaw)
         goals = []
@@ -334,6 +354,111 @@ class PracticeEnv:
         ).astype(np.float32)
 
 
+class Encoder:
+    """A frozen feature map in numpy: dense + activation layers (``w0, b0, w1, b1, ...``)."""
+
+    def __init__(self, weights: list[tuple[np.ndarray, np.ndarray]], activation: str):
+        from policies.bundle import activation as act
+
+        self.weights, self.activation = weights, activation
+        self._act = lambda x: act(activation, x)
+        self.in_dim, self.out_dim = weights[0][0].shape[0], weights[-1][0].shape[1]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        for w, b in self.weights:
+            x = self._act(x @ w + b).astype(np.float32)
+        return x
+
+    def save(self, path: str) -> None:
+        arrays = {f"w{i}": w for i, (w, _) in enumerate(self.weights)}
+        arrays |= {f"b{i}": b for i, (_, b) in enumerate(self.weights)}
+        np.savez(path, activation=np.array(self.activation), **arrays)
+
+    @classmethod
+    def load(cls, path: str) -> Encoder:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                n = sum(1 for k in data.files if k.startswith("w"))
+                weights = [(data[f"w{i}"], data[f"b{i}"]) for i in range(n)]
+                activation = str(data["activation"])
+        except (OSError, KeyError, ValueError) as err:
+            raise ValueError(f"{path} is not a practice encoder ({err})") from None
+        return cls(weights, activation)
+
+
+def driving_data(tracks: tuple[str, ...], steps: int, seed: int = 0, noise: float = 0.3):
+    """ "Other driving": the scripted driver, with Gaussian action noise, practising on
+    ``tracks`` (``steps`` each), as ``Transition`` arrays in the practice's observation space."""
+    from robotrl.types import Transition
+
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {k: [] for k in ("obs", "action", "reward", "next_obs")}
+    for track in tracks:
+        env = PracticeEnv(PracticeConfig(track=track, seed=seed))
+        obs = env.reset(seed)[0]
+        car = env.car
+        for _ in range(steps):
+            action = np.asarray(car._pursuit(car.state, 2.0), np.float32)
+            action = np.clip(action + noise * rng.standard_normal(2), -1, 1).astype(np.float32)
+            out = env.step(action)
+            for k, v in zip(rows, (obs, action, out.reward[0], out.obs[0]), strict=True):
+                rows[k].append(v)
+            obs = out.obs[0]
+    n = len(rows["reward"])
+    return Transition(
+        obs=np.stack(rows["obs"]),
+        action=np.stack(rows["action"]),
+        reward=np.asarray(rows["reward"], np.float32),
+        terminated=np.zeros(n, bool),
+        truncated=np.zeros(n, bool),
+        next_obs=np.stack(rows["next_obs"]),
+        extras=(),
+    )
+
+
+def pretrain_encoder(
+    tracks: tuple[str, ...] = ("bean", "hairpin", "chicane"),
+    steps_per_track: int = 3000,
+    iql_steps: int = 5000,
+    seed: int = 0,
+) -> tuple[Encoder, dict]:
+    """FastRLAP's pretrained encoder: IQL (``robotrl.algos.iql``) on driving data from other
+    tracks (``driving_data``); the encoder is its value network's hidden layers, to be kept
+    frozen while the car practises on a new track. Returns ``(encoder, IQL metrics)``."""
+    import jax
+
+    from robotrl.algos import iql
+
+    data = driving_data(tracks, steps_per_track, seed)
+    spec = PracticeEnv(PracticeConfig(track=tracks[0])).spec  # the raw observation's
+    cfg = iql.IQLConfig(critic_hidden=(256, 256), activation="relu")
+    nets = iql.make_nets(cfg, spec)
+    update = iql.make_update(cfg, nets)
+    n = data.reward.shape[0]
+    arrays = jax.tree.map(jax.numpy.asarray, data)
+
+    @jax.jit
+    def train(state, key):
+        def one(state, k):
+            k_idx, k_up = jax.random.split(k)
+            idx = jax.random.randint(k_idx, (cfg.batch_size,), 0, n)
+            return update(state, jax.tree.map(lambda x: x[idx], arrays), k_up)
+
+        state, metrics = jax.lax.scan(one, state, jax.random.split(key, iql_steps))
+        return state, jax.tree.map(lambda m: m[-100:].mean(), metrics)
+
+    k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
+    state, metrics = train(iql.init_state(k_init, cfg, spec, nets), k_train)
+    layers = state.value_params["params"]
+    names = sorted(layers, key=lambda k: int(k.split("_")[1]))[:-1]  # hidden layers only
+    weights = [
+        (np.asarray(layers[k]["kernel"], np.float32), np.asarray(layers[k]["bias"], np.float32))
+        for k in names
+    ]
+    return Encoder(weights, cfg.activation), {k: float(v) for k, v in metrics.items()}
+
+
 def make_practice_env(cfg: PracticeConfig, num_envs: int, ranges: Any = None) -> PracticeEnv:
     """The registry's native backend (``ranges``: no randomisation of a real car)."""
     return PracticeEnv(cfg, num_envs)
@@ -341,11 +466,39 @@ def make_practice_env(cfg: PracticeConfig, num_envs: int, ranges: Any = None) ->
 
 __all__ = [
     "Car",
+    "Encoder",
     "PracticeConfig",
     "PracticeEnv",
     "Reading",
     "SimCar",
     "checkpoints_from_path",
+    "driving_data",
     "make_practice_env",
     "practice_spec",
+    "pretrain_encoder",
 ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deploy.practice pretrain-encoder --out encoder.npz``: the frozen encoder for
+    ``env.options.encoder`` (IQL on the scripted driver's noisy driving of other tracks)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m deploy.practice")
+    sub = parser.add_subparsers(dest="command", required=True)
+    pre = sub.add_parser("pretrain-encoder", help="IQL on other driving -> a frozen encoder")
+    pre.add_argument("--out", required=True, help="the encoder file (.npz)")
+    pre.add_argument("--tracks", nargs="+", default=["bean", "hairpin", "chicane"])
+    pre.add_argument("--steps", type=int, default=3000, help="driving steps per track")
+    pre.add_argument("--iql-steps", type=int, default=5000)
+    pre.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    encoder, metrics = pretrain_encoder(tuple(args.tracks), args.steps, args.iql_steps, args.seed)
+    encoder.save(args.out)
+    print(f"encoder {encoder.in_dim} -> {encoder.out_dim} written to {args.out}; IQL {metrics}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

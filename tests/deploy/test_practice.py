@@ -163,3 +163,57 @@ def test_practice_over_ros_is_the_practice_in_process(tmp_path):
         bridge.send_signal(2)
         _, err = bridge.communicate(timeout=30)
     assert bridge.returncode == 0, err[-2000:]
+
+
+def test_a_frozen_encoder_pretrained_on_other_driving(tmp_path):
+    """``pretrain_encoder``: IQL on the scripted driver's noisy laps of another track; its value
+    network's hidden layers become the frozen encoder. With ``encoder`` set, the practice's
+    observation is the encoder's features of the car's own observation (they never change
+    while the car practises), and ``robotrl train`` runs on them."""
+    from deploy.practice import Encoder, main
+    from robotrl import experiment
+
+    path = tmp_path / "encoder.npz"
+    assert (
+        main(
+            [
+                "pretrain-encoder",
+                "--out",
+                str(path),
+                "--tracks",
+                "bean",
+                "--steps",
+                "300",
+                "--iql-steps",
+                "200",
+            ]
+        )
+        == 0
+    )
+    encoder = Encoder.load(str(path))
+    env = PracticeEnv(PracticeConfig(encoder=str(path)))
+    assert env.spec.obs_dim == encoder.out_dim == 256 and encoder.in_dim == 19
+    env.reset(0)
+    out = env.step(np.array([0.0, 0.5], np.float32))
+    np.testing.assert_allclose(out.obs[0], encoder(env.raw_obs()), rtol=1e-6, atol=1e-6)
+    assert np.ptp(out.obs[0]) > 0
+    cfg = experiment.load_config(
+        "configs/fastrlap_rccar.yaml",
+        [
+            f"env.options.encoder={path}",
+            "train.total_steps=300",
+            "train.learning_starts=200",
+            "train.log_every=300",
+            "train.checkpoint_every=0",
+            "algo.utd=1",
+            "algo.batch_size=32",
+        ],
+    )
+    run, _ = experiment.train(cfg, out=tmp_path / "practice")
+    assert run.config()["env"]["options"]["encoder"] == str(path)
+    after = Encoder.load(str(path))  # frozen: the file is the encoder, untouched by training
+    for (w0, b0), (w1, b1) in zip(encoder.weights, after.weights, strict=True):
+        np.testing.assert_array_equal(w0, w1)
+        np.testing.assert_array_equal(b0, b1)
+    with pytest.raises(ValueError, match="not a practice encoder"):
+        PracticeEnv(PracticeConfig(encoder=str(tmp_path / "missing.npz")))
