@@ -19,8 +19,10 @@ Operator topics: ``estop`` (``std_msgs/Bool``, true latches the stop), ``reset``
 paused publishes the safe action). Diagnostics: ``~/diagnostics`` (``std_msgs/String``, JSON at
 ``diagnostics_hz``): loop period p50/p99, jitter p50/p99 (|period - nominal|), inference time
 p50/p99, ticks, fault counters, state. SIGINT/SIGTERM: the safe action is published once more and
-the node exits 0. A bundle that fails its golden-pair self-test is refused at start (exit 2,
-one line).
+the node exits 0. With ROS's ``use_sim_time:=true`` the node runs on the simulator's
+``/clock`` (``robotrl sim-bridge`` publishes it): its rate, watchdog and timing figures are in
+simulated seconds, however fast the simulator runs. A bundle that fails its golden-pair
+self-test is refused at start (exit 2, one line).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def make_node_class():
             super().__init__(name, **kwargs)
             p = {k: self.declare_parameter(k, v).value for k, (v, _) in PARAMETERS.items()}
             self.params = p
+            self.sim_time = bool(self.get_parameter("use_sim_time").value)
             if not p["bundle"]:
                 raise DeployError("no bundle: pass --bundle PATH (or -p bundle:=PATH)")
             self.policy: LoadedPolicy = load_policy(
@@ -163,7 +166,7 @@ def make_node_class():
                 if self.faults["bad_message"] == 1:
                     self.get_logger().error(f"observation dropped: {err}")
                 return
-            self.obs, self.obs_time = obs, time.monotonic()
+            self.obs, self.obs_time = obs, self.now()
             if self.params["trigger"] == "observation":
                 self.tick()
 
@@ -187,15 +190,23 @@ def make_node_class():
             self.inference.append(time.perf_counter() - start)
             return action
 
+        def now(self) -> float:
+            """Seconds on the node's clock: the system's, or with ``use_sim_time:=true`` the
+            simulator's ``/clock`` (the bridge publishes it), so the loop, the watchdog and the
+            jitter figures follow simulated time when the simulator runs faster."""
+            if self.sim_time:
+                return self.get_clock().now().nanoseconds * 1e-9
+            return time.monotonic()
+
         def _on_timer(self) -> None:
             # Observation-triggered nodes act here only when the observations stopped.
             if self.params["trigger"] == "timer" or not (
-                time.monotonic() - self.obs_time <= self.guard.cfg.watchdog_s
+                self.now() - self.obs_time <= self.guard.cfg.watchdog_s
             ):
                 self.tick()
 
         def tick(self) -> None:
-            now = time.monotonic()
+            now = self.now()
             if self.last_tick is not None:
                 self.periods.append(now - self.last_tick)
             self.last_tick = now

@@ -9,6 +9,9 @@ robot) and publishes the next observation, labelled with the env's ``obs_layout`
 the bundle carries. Before the first action arrives the env's safe action is applied. Actions
 are assembled by name from the env's ``action_layout`` and clipped to the action bounds.
 
+The simulated time is published on ``/clock`` (``rosgraph_msgs/Clock``) every step, so a policy
+node with ``use_sim_time:=true`` ticks in simulated time at any ``rate_factor``.
+
 Episodes are those of ``firmware_export.closed_loop.fly`` with the same ``(episodes, seed)``:
 episode ``i`` starts from the ``i``-th initial state of robotrl's evaluation, and is judged by the
 env's own ``success``, so a flight through ROS compares one to one with a flight in process.
@@ -127,6 +130,7 @@ def load_env(target: str, overrides: list[str]) -> Any:
 
 def make_bridge_class():
     from rclpy.node import Node
+    from rosgraph_msgs.msg import Clock
     from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
 
     class SimBridge(Node):
@@ -149,6 +153,8 @@ def make_bridge_class():
             self.muted = False
             self.obs_pub = self.create_publisher(Float32MultiArray, obs_topic, 10)
             self.episode_pub = self.create_publisher(String, "~/episodes", 10)
+            self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+            self.sim_steps = 0
             self.create_subscription(Float32MultiArray, action_topic, self._on_action, 10)
             self.create_subscription(String, "~/command", self._on_command, 10)
             self.dt = float(sim.spec.ctrl_dt) / rate_factor
@@ -182,6 +188,11 @@ def make_bridge_class():
                 self.timer.cancel()
                 return
             summary = self.sim.step(self.action)
+            self.sim_steps += 1
+            ns = self.sim_steps * round(float(self.sim.spec.ctrl_dt) * 1e9)
+            msg = Clock()
+            msg.clock.sec, msg.clock.nanosec = ns // 10**9, ns % 10**9
+            self.clock_pub.publish(msg)
             if summary is not None:
                 self.episode_pub.publish(String(data=json.dumps(summary)))
                 self.get_logger().info(f"episode {summary}")

@@ -169,3 +169,55 @@ def test_node_holds_hover_when_the_observations_stop_mid_flight(hover_run, ros):
         for n in (bridge, node, peer):
             executor.remove_node(n)
             n.destroy_node()
+
+
+def test_node_follows_the_simulators_clock(ros, tmp_path):
+    """``use_sim_time``: the bridge publishes ``/clock`` and the node's 100 Hz loop ticks once
+    per 10 ms of simulated time (not of wall time), and reports its period in simulated time."""
+    import time
+
+    import jax
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from deploy.ros_node import make_node_class
+    from deploy.sim_bridge import SimEpisodes, load_env, make_bridge_class
+    from robotrl import experiment
+    from robotrl.export import bundle_from_state
+
+    cfg = experiment.load_config("configs/ppo_quadrotor.yaml", [])
+    exp = experiment.Experiment(cfg)
+    golden = np.random.default_rng(0).normal(size=(8, exp.spec.obs_dim)).astype(np.float32)
+    bundle = bundle_from_state(exp.algo, exp.algo.init(jax.random.PRNGKey(0)), exp.spec, golden)
+    path = str(bundle.save(tmp_path / "quad.rlb"))
+    sim = SimEpisodes(load_env("configs/ppo_quadrotor.yaml", []), episodes=1)
+    bridge = make_bridge_class()(sim, 3.0, "obs_clock", "action_clock", context=ros)
+    params = {
+        "bundle": path,
+        "obs_topic": "obs_clock",
+        "action_topic": "action_clock",
+        "use_sim_time": True,
+        "watchdog_s": 0.05,
+    }
+    node = make_node_class()(
+        "policy_clock",
+        context=ros,
+        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+    )
+    executor = SingleThreadedExecutor(context=ros)
+    executor.add_node(bridge)
+    executor.add_node(node)
+    try:
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end and not sim.finished:
+            executor.spin_once(timeout_sec=0.002)
+        steps, ticks = bridge.sim_steps, node.ticks
+        diag = node.diagnostics()
+    finally:
+        for n in (bridge, node):
+            executor.remove_node(n)
+            n.destroy_node()
+    print(f"{steps} simulated steps, {ticks} node ticks, period p50 {diag['period_ms_p50']:.2f} ms")
+    assert steps > 50
+    assert 0.8 * steps <= ticks <= 1.2 * steps + 2
+    assert abs(diag["period_ms_p50"] - 10.0) < 0.5
