@@ -116,22 +116,20 @@ class SimCar:
         self._pursuit = jax.jit(
             lambda s, v: self.env.pure_pursuit_action(s, max_speed=v, min_speed=0.5 * v)
         )
+        self._read = jax.jit(self._reading_vector)  # one compiled call, one transfer a step
         self.state = None
 
+    def _reading_vector(self, state):
+        import jax.numpy as jnp
+
+        car = state.physics.car
+        pose = jnp.stack([car.x, car.y, car.psi, car.vx, car.vy, car.r, car.delta])
+        rays = self.env.rays(state.physics) / self.env.config.ray_max_range
+        return jnp.concatenate([pose, rays]).astype(jnp.float32)
+
     def _reading(self, crashed: bool) -> Reading:
-        car = self.state.physics.car
-        rays = np.asarray(self.env.rays(self.state.physics)) / self.env.config.ray_max_range
-        return Reading(
-            float(car.x),
-            float(car.y),
-            float(car.psi),
-            float(car.vx),
-            float(car.vy),
-            float(car.r),
-            float(car.delta),
-            rays.astype(np.float32),
-            crashed,
-        )
+        v = np.asarray(self._read(self.state))
+        return Reading(*(float(x) for x in v[:7]), v[7:].copy(), crashed)
 
     def start(self) -> Reading:
         self.state = self.env.reset_to(self._key, 0, 0.0)
@@ -429,34 +427,21 @@ def pretrain_encoder(
     import jax
 
     from robotrl.algos import iql
+    from robotrl.train.rl100 import fit_critic  # IQL on a Transition batch, scanned
 
     data = driving_data(tracks, steps_per_track, seed)
     spec = PracticeEnv(PracticeConfig(track=tracks[0])).spec  # the raw observation's
     cfg = iql.IQLConfig(critic_hidden=(256, 256), activation="relu")
-    nets = iql.make_nets(cfg, spec)
-    update = iql.make_update(cfg, nets)
-    n = data.reward.shape[0]
     arrays = jax.tree.map(jax.numpy.asarray, data)
-
-    @jax.jit
-    def train(state, key):
-        def one(state, k):
-            k_idx, k_up = jax.random.split(k)
-            idx = jax.random.randint(k_idx, (cfg.batch_size,), 0, n)
-            return update(state, jax.tree.map(lambda x: x[idx], arrays), k_up)
-
-        state, metrics = jax.lax.scan(one, state, jax.random.split(key, iql_steps))
-        return state, jax.tree.map(lambda m: m[-100:].mean(), metrics)
-
-    k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
-    state, metrics = train(iql.init_state(k_init, cfg, spec, nets), k_train)
+    critic, metrics = fit_critic(spec, arrays, cfg, iql_steps, jax.random.PRNGKey(seed))
+    state = critic.state
     layers = state.value_params["params"]
     names = sorted(layers, key=lambda k: int(k.split("_")[1]))[:-1]  # hidden layers only
     weights = [
         (np.asarray(layers[k]["kernel"], np.float32), np.asarray(layers[k]["bias"], np.float32))
         for k in names
     ]
-    return Encoder(weights, cfg.activation), {k: float(v) for k, v in metrics.items()}
+    return Encoder(weights, cfg.activation), metrics
 
 
 def make_practice_env(cfg: PracticeConfig, num_envs: int, ranges: Any = None) -> PracticeEnv:
