@@ -8,7 +8,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 	/usr/local/bin/python3.12 /usr/bin/python3.12; do \
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; \
 	done)
-EXTRAS ?= dev,dmc,onnx,offline,ros
+EXTRAS ?= dev,dmc,onnx,offline,ros,compare
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache

@@ -25,6 +25,7 @@ from benchmarks import (
     rl100_study,
     ros_latency,
     sac_updates,
+    scaling,
     time_to_hover,
     wsrl_study,
 )
@@ -47,6 +48,7 @@ BENCHMARKS = (
     diffusion_latency,
     ros_latency,
     practice_study,
+    scaling,
 )
 
 

@@ -59,8 +59,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None and args.config is not None:
         raise experiment.ConfigError("give either a CONFIG file or --resume RUN_DIR, not both")
     from robotrl.config import apply_overrides, load_yaml
+    from robotrl.runs import RunDir
+    from robotrl.runs.wandb_log import require_wandb, wandb_callbacks
     from robotrl.train import finetune
 
+    if args.wandb:
+        require_wandb()  # the install hint before anything is read or trained
     stages = (
         []
         if args.resume
@@ -76,26 +80,58 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
             (progress.console.print if progress else print)(line)
 
+    import jax
+
+    # One W&B run per run directory, from the first process of a multi-host run only.
+    project = args.wandb if jax.process_index() == 0 else None
     if progress is not None:
         progress.start()
     try:
         if args.resume:
-            run, _ = experiment.train(
-                resume=args.resume, overrides=args.set, progress=update, on_log=[print_eval]
-            )
+            config = RunDir.open(args.resume).config()
+            with wandb_callbacks(project, args.resume, config) as extra:
+                run, _ = experiment.train(
+                    resume=args.resume,
+                    overrides=args.set,
+                    progress=update,
+                    on_log=[print_eval, *extra],
+                )
         else:
             say = progress.console.print if progress else print
-            run, _ = finetune.run(
-                stages,
-                progress=update,
-                on_log=[print_eval],
-                on_stage=say if len(stages) > 1 else lambda what: None,
-            )
+            for stage in stages:
+                config = experiment.config_to_dict(stage.cfg)
+                with wandb_callbacks(project, stage.out, config) as extra:
+                    run, _ = finetune.run(
+                        [stage],
+                        progress=update,
+                        on_log=[print_eval, *extra],
+                        on_stage=say if len(stages) > 1 else lambda what: None,
+                    )
     finally:
         if progress is not None:
             progress.stop()
     print(f"run directory: {run.path}")
     print(f"learning curve: {run.path / 'learning_curve.png'}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from robotrl.train import sweep
+
+    update, progress = _progress(args.quiet)
+    say = progress.console.print if progress else print
+    if progress is not None:
+        progress.start()
+    try:
+        summary = sweep.sweep(
+            args.config, args.seeds, args.grid, args.set, args.out, progress=update, say=say
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+    print(f"sweep folder: {summary['folder']}")
+    keys = " ".join(f"--group-by {k}" for k in list(summary["grid"])[:1])
+    print(f"compare: robotrl runs compare {summary['folder']}/*/ {keys}".rstrip())
     return 0
 
 
@@ -140,7 +176,10 @@ def cmd_runs_compare(args: argparse.Namespace) -> int:
     report = compare.compare_runs(
         args.run_dirs, metric=args.metric, out=args.out, group_by=args.group_by
     )
+    print(f"{args.metric}: IQM over seeds with stratified-bootstrap 95% CIs")
     print(report["table"])
+    for note in report["notes"]:
+        print(note)
     for kind, path in report["files"].items():
         print(f"{kind}: {path}")
     return 0
@@ -236,7 +275,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint"
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--wandb",
+        metavar="PROJECT",
+        default=None,
+        help="also log to Weights & Biases (pip install wandb; WANDB_MODE=offline for no upload)",
+    )
     train.set_defaults(func=cmd_train)
+
+    sw = sub.add_parser(
+        "sweep",
+        help="seeds x a grid of hyperparameters (vmapped in one program where shapes allow)",
+    )
+    sw.add_argument("config", help="YAML preset (configs/*.yaml)")
+    sw.add_argument("--seeds", type=int, default=1, help="seeds per point of the grid")
+    sw.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="values of one key, e.g. --grid algo.actor_lr=1e-4,3e-4 (repeatable: product)",
+    )
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sw.add_argument("--out", help="sweep folder (default: runs/sweep-<preset>-<timestamp>)")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=cmd_sweep)
 
     ev = sub.add_parser("eval", help="evaluate a run's checkpoint (deterministic policy)")
     ev.add_argument("run_dir")
@@ -299,11 +362,24 @@ def build_parser() -> argparse.ArgumentParser:
     ls = runs_sub.add_parser("list", help="runs under a folder")
     ls.add_argument("root", nargs="?", default="runs")
     ls.set_defaults(func=cmd_runs_list)
-    cmp = runs_sub.add_parser("compare", help="table and plot of several runs")
-    cmp.add_argument("run_dirs", nargs="+")
-    cmp.add_argument("--metric", default="eval/return_mean")
-    cmp.add_argument("--group-by", default=None, help="config key to group runs by, e.g. algo.name")
-    cmp.add_argument("--out", default=None, help="folder for compare.png/.csv/.md")
+    cmp = runs_sub.add_parser(
+        "compare",
+        help="IQM and 95%% CIs over seeds (rliable): table, CSV and plots (pip install "
+        "'robotrl[compare]')",
+    )
+    cmp.add_argument("run_dirs", nargs="+", help="run directories; each seed is one sample")
+    cmp.add_argument("--metric", default="eval/return_mean", help="a metrics.csv column")
+    cmp.add_argument(
+        "--group-by",
+        default=None,
+        help="config key whose runs are pooled, e.g. algo.name (default: the config's name)",
+    )
+    cmp.add_argument(
+        "--out",
+        default=None,
+        help="folder for compare.md/.csv, iqm.png, profile.png, sample_efficiency.png, "
+        "wall_time.png (default: runs/compare-<timestamp>)",
+    )
     cmp.set_defaults(func=cmd_runs_compare)
 
     ds = sub.add_parser("dataset", help="offline datasets from the project's own policies")
@@ -362,10 +438,14 @@ def cmd_sim_bridge(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "eval", "render", "export", "dataset", "sim-bridge"):
+    if args.command in ("train", "sweep", "eval", "render", "export", "dataset", "sim-bridge"):
         from robotrl.cache import enable_compilation_cache, use_cpu_cores_as_devices
+        from robotrl.parallel import init_distributed
 
-        use_cpu_cores_as_devices()
+        # One process of a multi-host run (ROBOTRL_COORDINATOR...) keeps the devices its host
+        # gives it; a single process makes every CPU core a device.
+        if not init_distributed():
+            use_cpu_cores_as_devices()
         enable_compilation_cache()
     try:
         return args.func(args)

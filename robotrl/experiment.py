@@ -32,7 +32,7 @@ from robotrl.runs.plot import learning_curve
 from robotrl.train.config import TrainConfig
 from robotrl.train.evaluate import summarize_eval
 from robotrl.train.host_loop import HostSession
-from robotrl.train.scan_loop import ScanSession, check_chunking
+from robotrl.train.scan_loop import Hyper, ScanSession, check_chunking
 from robotrl.train.session import NonFiniteError, run_training
 from robotrl.types import Algorithm, EnvSpec
 
@@ -206,7 +206,9 @@ class Experiment:
             return self._make_host(num_envs)
         return make_training_env(self.base_env, num_envs, **self._episodes())
 
-    def session(self):
+    def session(self, hyper: Hyper | None = None):
+        """The training session; ``hyper`` (``robotrl.train.sweep``): numeric hyperparameters
+        vmapped beside the seeds (scan loop only)."""
         cfg = self.cfg
         if self.is_host:
             return HostSession(
@@ -225,7 +227,9 @@ class Experiment:
         dataset = None
         if cfg.train.dataset:
             dataset = offline_data(cfg.train.dataset, self.spec, extras=cfg.train.offline)
-        return ScanSession(train_env, eval_env, self.algo, cfg.train, cfg.seed, dataset)
+        return ScanSession(
+            train_env, eval_env, self.algo, cfg.train, cfg.seed, dataset, hyper=hyper
+        )
 
 
 def offline_data(path: str, spec: EnvSpec, extras: bool = True) -> replay.ReplayState:
@@ -264,6 +268,11 @@ def train(
     Everything that can fail on bad input (config, env name, checkpoint) fails before anything in
     an existing run directory is written.
     """
+    # A multi-host run (robotrl.parallel.init_distributed): every process trains its part and
+    # joins the checkpoint saves; the first process alone writes the config and the metrics.
+    primary = jax.process_index() == 0
+    if jax.process_count() > 1 and resume is None and out is None:
+        raise ConfigError("a multi-host run needs --out: every process saves to one run directory")
     if resume is not None:
         run = RunDir.open(resume)
         bad = [o for o in overrides if not o.startswith("train.total_steps=")]
@@ -272,7 +281,7 @@ def train(
         cfg = parse_config(apply_overrides(run.config(), overrides))
         session = Experiment(cfg).session()
         store, step = _restore(session, run, cfg.train.keep_checkpoints)
-        log = MetricsLog(run, resume_step=step)
+        log = MetricsLog(run, resume_step=step) if primary else None
     else:
         assert cfg is not None
         exp = Experiment(cfg)
@@ -280,12 +289,14 @@ def train(
         cfg = exp.resolved_config()  # the run records the backend it trained with
         if cfg.train.init_from:
             start_from(session, cfg.train.init_from)
-        run = RunDir.create(out or default_run_path(cfg.name), config_to_dict(cfg), cfg.seed)
+        path = out or default_run_path(cfg.name)
+        run = RunDir.create(path, config_to_dict(cfg), cfg.seed) if primary else RunDir(path)
         store = CheckpointStore(run.checkpoints, keep=cfg.train.keep_checkpoints)
-        log = MetricsLog(run)
+        log = MetricsLog(run) if primary else None
+    callbacks = [log, *on_log] if log is not None else list(on_log)
     try:
         row = run_training(
-            session, cfg.train, on_log=[log, *on_log], checkpointer=store, progress=progress
+            session, cfg.train, on_log=callbacks, checkpointer=store, progress=progress
         )
     except NonFiniteError as err:
         kept = store.latest_step()
@@ -296,9 +307,10 @@ def train(
         )
         raise NonFiniteError(err.step, err.name, detail) from None
     finally:
-        log.close()
         store.close()
-        if log.rows:
+        if log is not None:
+            log.close()
+        if log is not None and log.rows:
             learning_curve({cfg.name: log.rows}, run.path / "learning_curve.png", title=cfg.name)
     return run, row
 

@@ -125,7 +125,7 @@ def test_train_eval_resume_and_refusals(tmp_path, capsys):
     code, stdout, _ = run_cli(["runs", "list", tmp_path], capsys)
     assert code == 0 and "| sac | pendulum |" in stdout and "done" in stdout
     code, stdout, _ = run_cli(["runs", "compare", out, "--out", tmp_path / "cmp"], capsys)
-    assert code == 0 and (tmp_path / "cmp" / "compare.png").is_file()
+    assert code == 0 and (tmp_path / "cmp" / "iqm.png").is_file()
 
 
 def test_corrupt_checkpoint_is_one_line_and_changes_nothing(tmp_path, capsys):

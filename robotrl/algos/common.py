@@ -11,6 +11,7 @@ import optax
 
 from robotrl.nets import CriticEnsemble, ValueHeadConfig, default_value_range, make_value_head
 from robotrl.nets.heads import ValueHead
+from robotrl.parallel import shard_batch
 from robotrl.types import EnvSpec
 
 
@@ -85,8 +86,10 @@ def fit_critics(
 
 
 def minibatches(batch: Any, utd: int) -> Any:
-    """``[utd * B, ...] -> [utd, B, ...]`` for a ``lax.scan`` over gradient steps."""
-    return jax.tree.map(lambda x: x.reshape(utd, x.shape[0] // utd, *x.shape[1:]), batch)
+    """``[utd * B, ...] -> [utd, B, ...]`` for a ``lax.scan`` over gradient steps; each
+    minibatch's ``B`` samples are split over the data-parallel devices, if any."""
+    split = jax.tree.map(lambda x: x.reshape(utd, x.shape[0] // utd, *x.shape[1:]), batch)
+    return shard_batch(split, axis=1)
 
 
 def scan_updates(step: Callable[[Any, Any], tuple[Any, Any]], state: Any, batches: Any):

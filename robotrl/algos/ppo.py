@@ -30,6 +30,7 @@ import optax
 
 from robotrl.algos.common import apply_gradients, critic_head, example_inputs
 from robotrl.nets import MLP, ActionScaler, ValueHead, ValueHeadConfig, mlp_program
+from robotrl.parallel import shard_batch
 from robotrl.types import (
     Algorithm,
     EnvSpec,
@@ -337,6 +338,7 @@ def make_update(cfg: PPOConfig, nets: PPONets):
                 lambda x: x[order].reshape(num_minibatches, cfg.minibatch_size, *x.shape[1:]),
                 flat,
             )
+            mbs = shard_batch(mbs, axis=1)  # each minibatch over the data-parallel devices
             return jax.lax.scan(minibatch_step, state, mbs)
 
         state, metrics = jax.lax.scan(epoch, state, jax.random.split(key, cfg.epochs))

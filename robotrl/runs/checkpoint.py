@@ -35,6 +35,16 @@ def _fill_empty(tree: Any, make: Any) -> Any:
     return jax.tree.map(lambda x: make(x.dtype) if _empty(x) else x, tree)
 
 
+def _host_copy(x: Any) -> np.ndarray:
+    """The whole array on this host; in a multi-host run, gathered from every process (the
+    primary process writes it)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
 class CheckpointStore:
     """``save(step, tree, meta)`` / ``restore(abstract_tree, step) -> (tree, meta)``."""
 
@@ -59,7 +69,7 @@ class CheckpointStore:
         return steps[-1] if steps else None
 
     def save(self, step: int, tree: Any, meta: dict[str, Any]) -> None:
-        tree = jax.tree.map(np.asarray, tree)  # host copies: the device state may be donated
+        tree = jax.tree.map(_host_copy, tree)  # host copies: the device state may be donated
         tree = _fill_empty(tree, lambda dtype: np.zeros((1,), dtype))
         self._manager.save(
             step,

@@ -2,8 +2,10 @@
 
 runs/<preset>-<timestamp>/
   config.yaml       resolved config (every field, defaults included)
-  metadata.json     git revision, package versions, host, seed, command line, start time
-  metrics.csv       one row per logged env step; keys train/, eval/, timing/
+  metadata.json     git revision, package versions, host, seed, command line, start time,
+                    the config again (for tools that read one JSON file)
+  metrics.csv       one row per logged env step; keys train/, eval/, timing/, and the Open RL
+                    Benchmark (cleanRL) names global_step, charts/episodic_return, charts/SPS
   tb/               TensorBoard events of the same rows
   checkpoints/      orbax checkpoints of the full training state
   learning_curve.png
@@ -42,6 +44,8 @@ PACKAGES = (
     "gymnasium",
     "dm-control",
 )
+# Open RL Benchmark reads cleanRL's names: these copies of our keys make a run plottable there.
+ORLB_KEYS = {"charts/episodic_return": "train/episode_return", "charts/SPS": "timing/sps"}
 
 
 class RunDirError(RuntimeError):
@@ -109,6 +113,7 @@ class RunDir:
             "seed": seed,
             "command": sys.argv,
             "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "config": config,
         }
         (path / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         return run
@@ -148,13 +153,26 @@ class RunDir:
 
 
 def read_metrics(file: Path) -> list[dict[str, float]]:
+    """The rows of a ``metrics.csv`` (NaN where a row has no value); none if there is no file."""
     if not file.is_file():
         return []
-    with file.open(newline="") as f:
-        return [
-            {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
+    try:
+        with file.open(newline="") as f:
+            rows = [
+                {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
+                for row in csv.DictReader(f)
+            ]
+    except (ValueError, TypeError, csv.Error) as err:  # text, extra fields, binary garbage
+        raise RunDirError(f"{file} is not a readable metrics file: {err}") from err
+    if rows and "step" not in rows[0]:
+        raise RunDirError(f"{file} is not a readable metrics file: it has no 'step' column")
+    return rows
+
+
+def with_orlb_keys(step: int, row: dict[str, float]) -> dict[str, float]:
+    """``row`` plus ``global_step`` and the ``ORLB_KEYS`` copies of the keys it has."""
+    extra = {name: row[key] for name, key in ORLB_KEYS.items() if key in row}
+    return {"global_step": step, **row, **extra}
 
 
 class MetricsLog:
@@ -187,7 +205,7 @@ class MetricsLog:
         os.replace(tmp, self.file)
 
     def __call__(self, step: int, row: dict[str, float]) -> None:
-        row = {"step": step, **row}
+        row = {"step": step, **with_orlb_keys(step, row)}
         self.rows.append(row)
         new = [k for k in row if k not in self.columns]
         if new:

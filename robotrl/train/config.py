@@ -19,6 +19,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # orbax keeps this many latest checkpoints
     save_buffer: bool = True  # checkpoint the replay buffer too (exact resume)
     num_seeds: int = 1  # scan loop: seeds trained side by side in one vmapped program
+    # Scan loop: devices each seed's env batch and minibatches are split over (parameters
+    # replicated; ``robotrl.parallel``). Results do not depend on it, only speed does.
+    data_parallel: int = 1
     # A dataset folder (``robotrl dataset collect``). With offline_fraction 1 the run is offline:
     # updates sample only the dataset, the env only evaluates, and steps count gradient steps
     # (num_envs 1). Below 1, an online run whose batches mix that share of dataset transitions
@@ -32,7 +35,7 @@ class TrainConfig:
     random_warmup: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("total_steps", "num_envs", "log_every", "num_seeds"):
+        for name in ("total_steps", "num_envs", "log_every", "num_seeds", "data_parallel"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
         if self.eval_episodes < 0:
@@ -44,6 +47,11 @@ class TrainConfig:
         if self.log_every % self.num_envs:
             raise ValueError(
                 f"log_every ({self.log_every}) must be a multiple of num_envs ({self.num_envs})"
+            )
+        if self.num_envs % self.data_parallel:
+            raise ValueError(
+                f"num_envs ({self.num_envs}) must be a multiple of data_parallel "
+                f"({self.data_parallel}): each device steps an equal share of the envs"
             )
         for name in ("learning_starts", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:

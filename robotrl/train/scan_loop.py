@@ -20,7 +20,10 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from robotrl import parallel
 from robotrl.buffers import replay
 from robotrl.envs import EnvState
 from robotrl.train.config import TrainConfig
@@ -248,28 +251,58 @@ def seed_axes() -> LoopState:
     )
 
 
-def seed_shardings(num_seeds: int) -> LoopState | None:
-    """Shardings that spread the seeds over the local devices (as many as divide the seeds
-    evenly); None when that is one device. The CLI makes every CPU core a JAX device
-    (``robotrl.cache.use_cpu_cores_as_devices``), so on a CPU seeds train a core each."""
-    count = max(d for d in range(1, len(jax.devices()) + 1) if num_seeds % d == 0)
-    if count == 1:
-        return None
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:count]), ("seed",))
-    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seed"))
-    shared = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return jax.tree.map(
-        lambda axis: shared if axis is None else split, seed_axes(), is_leaf=lambda x: x is None
+def state_shardings(mesh: Mesh, state: LoopState, num_envs: int) -> LoopState:
+    """Where each array of a seed-batched loop state lives on ``mesh`` (``robotrl.parallel``):
+    seeds over ``"seed"``; env-batched arrays (leading per-seed axis of ``num_envs``, the replay
+    rows' second axis) over ``"data"``; the rest (parameters, optimiser state, statistics)
+    replicated over ``"data"``; the shared counters everywhere."""
+    per_seed = NamedSharding(mesh, P(parallel.SEED))
+    by_env = NamedSharding(mesh, P(parallel.SEED, parallel.DATA))
+    env_axis = lambda x: by_env if x.ndim >= 2 and x.shape[1] == num_envs else per_seed
+    shared = parallel.replicated(mesh)
+    return LoopState(
+        algo=jax.tree.map(lambda _: per_seed, state.algo),
+        env=jax.tree.map(env_axis, state.env),
+        buffer=replay.ReplayState(
+            data=jax.tree.map(
+                lambda _: NamedSharding(mesh, P(parallel.SEED, None, parallel.DATA)),
+                state.buffer.data,
+            ),
+            pos=shared,
+            size=shared,
+        ),
+        policy_carry=jax.tree.map(env_axis, state.policy_carry),
+        key=per_seed,
+        env_steps=shared,
+        episode_return=by_env,
     )
 
 
-def select_seed(state: LoopState, index: int) -> LoopState:
-    """One seed's loop state out of a seed-batched one (shared counters stay as they are)."""
+def select_seed(state: LoopState, index: int | slice) -> LoopState:
+    """One seed's loop state out of a seed-batched one, or a slice of seeds (shared counters
+    stay as they are); ``state.buffer`` may be None (a checkpoint without the buffer)."""
 
     def pick(axis, subtree):
         return subtree if axis is None else jax.tree.map(lambda x: x[index], subtree)
 
-    return jax.tree.map(pick, seed_axes(), state, is_leaf=lambda x: x is None)
+    axes = seed_axes() if state.buffer is not None else seed_axes().replace(buffer=None)
+    return jax.tree.map(pick, axes, state, is_leaf=lambda x: x is None)
+
+
+class Hyper(NamedTuple):
+    """Numeric hyperparameters swept in one program: ``values`` (name -> ``[P]``, one per
+    point) and ``build(values) -> Algorithm`` (called inside the traced program with one
+    run's values, as tracers)."""
+
+    values: dict[str, np.ndarray]
+    build: Any
+
+    @property
+    def points(self) -> int:
+        return len(next(iter(self.values.values())))
+
+    def per_run(self, seeds: int) -> dict[str, np.ndarray]:
+        return {k: np.repeat(np.asarray(v, np.float32), seeds) for k, v in self.values.items()}
 
 
 class ScanSession:
@@ -283,41 +316,88 @@ class ScanSession:
         cfg: TrainConfig,
         seed: int,
         dataset: replay.ReplayState | None = None,
+        hyper: Hyper | None = None,
     ):
         """``dataset`` (offline runs): transitions on the device, ``[N, 1, ...]``, which every
-        update samples from instead of the run's own buffer."""
+        update samples from instead of the run's own buffer. ``hyper`` (a sweep): P points of
+        numeric hyperparameters, each trained with ``cfg.num_seeds`` seeds, all in one program
+        (runs ordered point-major: run ``p * num_seeds + s``)."""
         check_chunking(algo, cfg)
         self._data = dataset
         self.cfg, self.algo = cfg, algo
-        self.num_seeds = cfg.num_seeds
-        # Seed i's stream does not depend on how many seeds run beside it.
+        points = hyper.points if hyper is not None else 1
+        self.num_seeds = runs = cfg.num_seeds * points
+        # Seed i's stream does not depend on how many seeds (or sweep points) run beside it.
         keys = jax.vmap(jax.random.fold_in, (None, 0))(
-            jax.random.PRNGKey(seed), jnp.arange(cfg.num_seeds)
+            jax.random.PRNGKey(seed), jnp.arange(runs) % cfg.num_seeds
         )
+        # Every run's hyperparameter values ([R] each); the algorithm is built from them inside
+        # the traced program, so they are vmapped like the seeds.
+        values = {} if hyper is None else hyper.per_run(cfg.num_seeds)
+        build = (lambda h: algo) if hyper is None else hyper.build
+        self._values = values
         # Seeds run in lockstep, so the step counter and the buffer's write position are shared
         # (unbatched): a batched write index would turn the in-place buffer write into a scatter
         # that copies the whole buffer every step.
         axes = seed_axes()
-        self._shardings = seed_shardings(cfg.num_seeds)
-        self._init = jax.jit(
-            jax.vmap(make_init(env, algo, cfg), out_axes=axes), out_shardings=self._shardings
+        # Seeds over devices, and each seed's envs and minibatches over cfg.data_parallel of
+        # them (robotrl.parallel); None on one device.
+        self.mesh = parallel.make_mesh(runs, cfg.data_parallel)
+        init = jax.vmap(
+            lambda key, h: make_init(env, build(h), cfg)(key),
+            out_axes=axes,
+            spmd_axis_name=parallel.SEED,
         )
-        self._chunk = jax.jit(
-            jax.vmap(make_chunk(env, algo, cfg), in_axes=(axes, None), out_axes=(axes, 0)),
-            donate_argnums=0,
+        chunk = jax.vmap(
+            lambda state, data, h: make_chunk(env, build(h), cfg)(state, data),
+            in_axes=(axes, None, 0),
+            out_axes=(axes, 0),
+            spmd_axis_name=parallel.SEED,
         )
+        length = eval_env.spec.episode_length
+        evaluate = jax.vmap(
+            lambda state, key, stats, h: make_evaluator(eval_env, build(h), length)(
+                state, key, stats
+            )
+        )
+        if self.mesh is None:
+            self._shardings = None
+            self._init = jax.jit(init)
+            self._chunk = jax.jit(chunk, donate_argnums=0)
+            self._evaluate = jax.jit(evaluate)
+        else:
+            with jax.set_mesh(self.mesh):
+                shapes = jax.eval_shape(init, keys, values)
+            self._shardings = state_shardings(self.mesh, shapes, cfg.num_envs)
+            # What comes back to the host (metrics, evaluations) is replicated, so every process
+            # of a multi-host run can read it.
+            shared = parallel.replicated(self.mesh)
+            self._init = jax.jit(init, in_shardings=(shared, shared), out_shardings=self._shardings)
+            self._chunk = jax.jit(
+                chunk,
+                in_shardings=(self._shardings, shared, shared),
+                out_shardings=(self._shardings, shared),
+                donate_argnums=0,
+            )
+            self._evaluate = jax.jit(evaluate, out_shardings=shared)
         self.eval_env = eval_env
-        evaluate = make_evaluator(eval_env, algo, eval_env.spec.episode_length)
-        self._evaluate = jax.jit(jax.vmap(evaluate))
         self._keys = keys
-        self.state: LoopState = self._init(keys)
+        self.state: LoopState = self._call(self._init, keys, values)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        """Calls (and on the first call traces) ``fn`` with the mesh as the ambient one, so the
+        algorithms' ``parallel.shard_batch`` constraints see it."""
+        if self.mesh is None:
+            return fn(*args)
+        with jax.set_mesh(self.mesh):
+            return fn(*args)
 
     def env_steps(self) -> int:
         return int(np.asarray(self.state.env_steps).reshape(-1)[0])
 
     def run_chunk(self) -> ChunkResult:
         start = self.env_steps()
-        self.state, out = self._chunk(self.state, self._data)
+        self.state, out = self._call(self._chunk, self.state, self._data, self._values)
         out = jax.device_get(out)
         # Per-seed chunk averages of the metrics, over the iterations that updated.
         updated = out.updated.astype(np.float64)  # [S, T]
@@ -347,7 +427,7 @@ class ScanSession:
         else:
             keys = jax.random.split(jax.random.PRNGKey(seed), self.num_seeds)
         returns, lengths, metrics, traces = jax.device_get(
-            self._evaluate(self.state.algo, keys, self.obs_stats())
+            self._call(self._evaluate, self.state.algo, keys, self.obs_stats(), self._values)
         )
         judge = getattr(self.eval_env.unwrapped, "success", None)
         success = None

@@ -74,14 +74,15 @@ def _due(every: int, before: int, after: int) -> bool:
     return every > 0 and after // every > before // every
 
 
-def _row(metrics: dict[str, np.ndarray]) -> dict[str, float]:
-    """Seed means of every metric, plus per-seed columns for returns when there are seeds."""
+def _row(metrics: dict[str, np.ndarray], per_seed: bool = False) -> dict[str, float]:
+    """Seed means of every metric, plus per-seed columns for returns when there are seeds (for
+    every metric with ``per_seed``)."""
     row = {}
     for name, values in metrics.items():
         values = np.asarray(values, np.float64).reshape(-1)
         finite = values[np.isfinite(values)]
         row[name] = float(finite.mean()) if finite.size else float("nan")
-        if values.size > 1 and name.endswith("return"):
+        if values.size > 1 and (per_seed or name.endswith("return")):
             row.update({f"{name}/seed{i}": float(v) for i, v in enumerate(values)})
     return row
 
@@ -93,8 +94,10 @@ def run_training(
     on_log: Iterable[Callable[[int, dict[str, float]], None]] = (),
     checkpointer: Checkpointer | None = None,
     progress: Any = None,
+    per_seed_columns: bool = False,
 ) -> dict[str, float]:
-    """Trains until ``cfg.total_steps`` (rounded up to whole chunks); returns the last row.
+    """Trains until ``cfg.total_steps`` (rounded up to whole chunks); returns the last row
+    (per-seed columns of every training metric with ``per_seed_columns``).
 
     Raises ``NonFiniteError`` at the first chunk that produced a NaN/Inf; nothing from that chunk
     is checkpointed, so the last good checkpoint stays the latest.
@@ -111,7 +114,7 @@ def run_training(
             raise NonFiniteError(*result.bad)
         before, step = step, session.env_steps()
         elapsed = time.perf_counter() - t0
-        row = _row(result.metrics)
+        row = _row(result.metrics, per_seed_columns)
         row["timing/sps"] = (step - before) * session.num_seeds / elapsed
         row["timing/chunk_s"] = elapsed
         final = step >= total
