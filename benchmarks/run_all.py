@@ -11,13 +11,17 @@ import json
 import sys
 
 from benchmarks import (
+    arsq_locomotion_study,
     c_policy,
     carl_minibatch,
+    critic_heads_study,
     diffusion_latency,
     dual_rl_study,
     env_throughput,
+    fas_study,
     l2f_study,
     mjx_vs_native,
+    noisy_regression,
     pendulum_solve,
     ppo_vs_playground,
     practice_study,
@@ -49,6 +53,10 @@ BENCHMARKS = (
     ros_latency,
     practice_study,
     scaling,
+    fas_study,
+    noisy_regression,
+    critic_heads_study,
+    arsq_locomotion_study,
 )
 
 

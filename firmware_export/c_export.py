@@ -30,6 +30,10 @@ tolerance; ``<NAME>_INT8_GOLDEN_ERROR`` records how far those actions are from t
 goldens. A golden action passes when ``|c - golden| <= <NAME>_SELF_TEST_TOL * (1 + |scale|)``
 (``scale`` = the action scale: the tolerance is in [-1, 1] head units, plus an absolute part).
 
+ARSQ (``program: arsq``, ``firmware_export.arsq_c``): the layer program is the advantage net,
+emitted as ``mlp()``, and ``network()`` is the fixed loop over levels and action dimensions
+that calls it ``L x A`` times; everything around it is the same.
+
 Recurrent policies: none of today's bundles has a carry. A layer program that does declares
 ``spec["carry"] = [{"name", "size", ...}]``; the generator then has to emit a
 ``<name>_carry_t`` struct (one float member per field, like the observation struct), a
@@ -171,6 +175,16 @@ def _fields(layout: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _net_view(bundle: PolicyBundle) -> PolicyBundle:
+    """The bundle whose observation is the layer program's input: itself, or for an ``arsq``
+    program its advantage net (input ``[obs, level, dimension, centres]``)."""
+    if bundle.program == "arsq":
+        from firmware_export.arsq_c import network_view
+
+        return network_view(bundle)
+    return bundle
+
+
 def _widths(bundle: PolicyBundle) -> list[int]:
     """Width of the vector after each layer, starting with the observation."""
     widths = [bundle.obs_dim]
@@ -187,7 +201,7 @@ def _check(bundle: PolicyBundle, quantize: str, name: str) -> None:
         raise CExportError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or name in _RESERVED:
         raise CExportError(f"name must be a C identifier (letters, digits, _), got {name!r}")
-    if bundle.program != "layers":
+    if bundle.program not in ("layers", "arsq"):
         raise CExportError(
             f"a {bundle.program!r} bundle (a K-step diffusion sampler) has no C export: "
             "export its distilled one-step policy"
@@ -461,7 +475,7 @@ def _pack_lines(fields: list[dict[str, Any]], src: str, dst: str, to_flat: bool)
 
 def _source(bundle: PolicyBundle, quantize: str, name: str, meta: dict[str, Any]) -> str:
     up = name.upper()
-    arrays, calls = _layer_arrays(bundle, quantize)
+    arrays, calls = _layer_arrays(_net_view(bundle), quantize)
     obs_fields, act_fields = _fields(bundle.obs_layout), _fields(bundle.action_layout)
     uses_i_in_pack = any(f["size"] > 1 for f in obs_fields + act_fields)
     goldens = act_int8(bundle, bundle.golden_obs) if quantize == "int8" else bundle.golden_actions
@@ -512,10 +526,7 @@ def _source(bundle: PolicyBundle, quantize: str, name: str, meta: dict[str, Any]
         f"static float action_buf[{up}_ACTION_DIM];",
         "",
         _helpers(bundle, quantize),
-        "/* the layer program on scratch_a (normalised observation); returns the output z */",
-        "static const float *network(void) {",
-        *calls,
-        "}",
+        *_network_function(bundle, calls, up),
         "",
         "static int safe(float *action, int status) {",
         "    int a;",
@@ -625,6 +636,20 @@ def _source(bundle: PolicyBundle, quantize: str, name: str, meta: dict[str, Any]
     return "\n".join(out)
 
 
+def _network_function(bundle: PolicyBundle, calls: list[str], up: str) -> list[str]:
+    """``network()``: the layer program, or ARSQ's decision loop around it."""
+    if bundle.program == "arsq":
+        from firmware_export.arsq_c import network_function
+
+        return network_function(bundle, calls, up, c_float)
+    return [
+        "/* the layer program on scratch_a (normalised observation); returns the output z */",
+        "static const float *network(void) {",
+        *calls,
+        "}",
+    ]
+
+
 def _safe_action(bundle: PolicyBundle) -> np.ndarray:
     if bundle.safe_action is not None:
         return np.asarray(bundle.safe_action, np.float32)
@@ -634,15 +659,21 @@ def _safe_action(bundle: PolicyBundle) -> np.ndarray:
 
 def describe_network(bundle: PolicyBundle) -> str:
     """One line: ``5 -> dense 64 -> tanh -> dense 64 -> tanh -> dense 2 -> head tanh``."""
-    parts = [str(bundle.obs_dim)]
-    for layer, width in zip(bundle.spec["layers"], _widths(bundle)[1:], strict=True):
+    view = _net_view(bundle)
+    parts = [str(view.obs_dim)]
+    for layer, width in zip(bundle.spec["layers"], _widths(view)[1:], strict=True):
         if layer["op"] == "dense":
             parts.append(f"dense {width}")
         elif layer["op"] == "layernorm":
             parts.append("layernorm")
         else:
             parts.append(layer["fn"])
-    return " -> ".join([*parts, f"head {bundle.spec['head']}"])
+    line = " -> ".join([*parts, f"head {bundle.spec['head']}"])
+    if bundle.program == "arsq":
+        from firmware_export.arsq_c import describe
+
+        return describe(bundle, line)
+    return line
 
 
 def bundle_sha256(bundle: PolicyBundle) -> str:
@@ -670,7 +701,7 @@ def write_c(
       ``{"header": path, "source": path}``.
     """
     _check(bundle, quantize, name)
-    widths = _widths(bundle)
+    widths = _widths(_net_view(bundle))
     meta = {
         "width_max": max(widths),
         "network": describe_network(bundle),

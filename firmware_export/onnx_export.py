@@ -112,6 +112,10 @@ def build_model(bundle: PolicyBundle) -> Any:
     bundle.validate("bundle")
     if bundle.spec.get("carry"):
         raise ValueError("policies with a carry are not exported to ONNX yet")
+    if bundle.program == "arsq":
+        raise ValueError(
+            "an 'arsq' bundle (a loop of argmax decisions) has no ONNX export: use the C export"
+        )
     if bundle.program != "layers":
         raise ValueError(
             f"a {bundle.program!r} bundle has no ONNX export: export its distilled policy"

@@ -30,6 +30,10 @@ Two more optional spec keys, both read by ``deploy`` and both kept by every expo
   ``policies.diffusion.numpy_policy`` (numpy only) over the noise-prediction network in
   ``params``; ``spec["ddim"]`` holds its sizes and schedule. Such a bundle runs in numpy (and on
   a robot computer) but has no C or ONNX export: distil it to a one-step layer program first.
+* ``spec["program"] = "arsq"``: ``spec["layers"]`` is ARSQ's advantage net, run ``L x A`` times
+  in a fixed loop over levels and action dimensions with the intervals chosen so far as input
+  (``policies.arsq``; ``spec["arsq"]`` holds ``levels``, ``bins``, ``factorized``); ``z`` is the
+  centre of each dimension's finest interval. The C export generates the same loop.
 
 File: a ``.npz`` (no pickles) with the arrays, ``__meta__`` (the JSON of everything else) and
 ``__checksum__`` (sha256 over the meta and every array's name, dtype, shape and bytes).
@@ -49,7 +53,7 @@ import numpy as np
 BUNDLE_VERSION = 1
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu")
 HEADS = ("tanh", "tanh_mean", "clip", "beta_mean", "identity")
-PROGRAMS = ("layers", "ddim")
+PROGRAMS = ("layers", "ddim", "arsq")
 
 
 class BundleError(ValueError):
@@ -70,6 +74,28 @@ def activation(name: str, x: np.ndarray) -> np.ndarray:
     if name == "silu":
         return (x / (1 + np.exp(-x))).astype(np.float32)
     raise BundleError(f"unknown activation {name!r}")
+
+
+def run_layers(
+    layers: list[dict[str, Any]], params: dict[str, np.ndarray], x: np.ndarray
+) -> np.ndarray:
+    """A layer program (dense, layernorm, activation) on ``x [..., I]``, float32."""
+    x = np.asarray(x, np.float32)
+    for layer in layers:
+        op = layer["op"]
+        if op == "dense":
+            x = x @ params[layer["weight"]] + params[layer["bias"]]
+        elif op == "layernorm":
+            mean = x.mean(-1, keepdims=True)
+            var = ((x - mean) ** 2).mean(-1, keepdims=True)
+            x = (x - mean) / np.sqrt(var + np.float32(layer["eps"]))
+            x = x * params[layer["scale"]] + params[layer["bias"]]
+        elif op == "activation":
+            x = activation(layer["fn"], x)
+        else:
+            raise BundleError(f"unknown layer op {op!r}")
+        x = x.astype(np.float32)
+    return x
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -122,21 +148,11 @@ class PolicyBundle:
             from policies.diffusion.numpy_policy import ddim_program  # numpy only
 
             return ddim_program(self.spec["ddim"], self.params, x)
-        for layer in self.spec["layers"]:
-            op = layer["op"]
-            if op == "dense":
-                x = x @ self.params[layer["weight"]] + self.params[layer["bias"]]
-            elif op == "layernorm":
-                mean = x.mean(-1, keepdims=True)
-                var = ((x - mean) ** 2).mean(-1, keepdims=True)
-                x = (x - mean) / np.sqrt(var + np.float32(layer["eps"]))
-                x = x * self.params[layer["scale"]] + self.params[layer["bias"]]
-            elif op == "activation":
-                x = activation(layer["fn"], x)
-            else:
-                raise BundleError(f"unknown layer op {op!r}")
-            x = x.astype(np.float32)
-        return x
+        if self.program == "arsq":
+            from policies.arsq import decide  # numpy only
+
+            return decide(self.spec, self.params, x, self.action_dim)
+        return run_layers(self.spec["layers"], self.params, x)
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, np.float32)
@@ -301,6 +317,13 @@ class PolicyBundle:
                 width = self.network(np.zeros((1, self.obs_dim), np.float32)).shape[-1]
             except (KeyError, ValueError, TypeError, IndexError) as err:
                 raise BundleError(f"{where}: the ddim program does not run ({err})") from None
+        if self.program == "arsq":
+            from policies.arsq import input_width
+
+            try:
+                width = input_width(self.spec, self.obs_dim, self.action_dim)
+            except (KeyError, TypeError, ValueError) as err:
+                raise BundleError(f"{where}: arsq program without its sizes ({err})") from None
         for i, layer in enumerate(self.spec.get("layers", [])):
             op = layer.get("op")
             if op == "dense":
@@ -322,6 +345,13 @@ class PolicyBundle:
                     raise BundleError(f"{where}: unknown activation {layer.get('fn')!r}")
             else:
                 raise BundleError(f"{where}: unknown layer op {op!r}")
+        if self.program == "arsq":  # the layers score the bins; the loop emits A centres
+            if width != int(self.spec["arsq"]["bins"]):
+                raise BundleError(
+                    f"{where}: the arsq network outputs {width} scores for "
+                    f"{self.spec['arsq']['bins']} bins"
+                )
+            width = self.action_dim
         # A squashed Gaussian emits mean and log-std, a Beta alpha and beta: 2 A outputs.
         two = self.spec["head"] in ("tanh_mean", "beta_mean")
         outputs = 2 * self.action_dim if two else self.action_dim

@@ -135,9 +135,49 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _intervals(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers like 1,2,4,8,16, got {text!r}"
+        )
+    return values
+
+
+def cmd_eval_intervals(args: argparse.Namespace) -> int:
+    from robotrl import experiment
+
+    if args.randomize is not None or args.set:
+        raise experiment.ConfigError("--decision-intervals evaluates the run's own env")
+    result = experiment.evaluate_decision_intervals(
+        args.run_dir,
+        args.decision_intervals,
+        episodes=args.episodes,
+        step=args.step,
+        seed=args.seed,
+        reference=args.reference_return,
+    )
+    out = Path(args.run_dir) / "eval_intervals.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"{result['run']} @ step {result['step']}, {args.episodes} episodes per seed:")
+    print("| decision interval | return |\n|---|---|")
+    for k, ret in zip(result["intervals"], result["return_mean"], strict=True):
+        print(f"| {k} | {ret:.2f} |")
+    print(
+        f"FAS {result['fas']:.3f} (floor: random policy {result['random_return']:.2f}, "
+        f"reference {result['reference_return']:.2f})  -> {out}"
+    )
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from robotrl import experiment
 
+    if args.decision_intervals:
+        return cmd_eval_intervals(args)
     result = experiment.evaluate_run(
         args.run_dir,
         episodes=args.episodes,
@@ -318,6 +358,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="env.KEY=VALUE",
         help="evaluate in a changed env, e.g. --set env.options.tracks=[hook]",
+    )
+    ev.add_argument(
+        "--decision-intervals",
+        type=_intervals,
+        default=None,
+        metavar="K1,K2,...",
+        help="return when the policy decides every k steps (open loop in between), and the FAS",
+    )
+    ev.add_argument(
+        "--reference-return",
+        type=float,
+        default=None,
+        help="FAS ceiling (default: the policy's best return over the intervals)",
     )
     ev.set_defaults(func=cmd_eval)
 

@@ -25,7 +25,7 @@ from robotrl import data, registry
 from robotrl.buffers import replay
 from robotrl.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from robotrl.envs import ObsNormalization, make_eval_env, make_training_env
-from robotrl.envs.host import DMControlEnv, GymnasiumEnv
+from robotrl.envs.host import DMControlEnv, GymnasiumEnv, HostRewardScale
 from robotrl.envs.randomize import make_randomizer, select_set
 from robotrl.runs import CheckpointStore, MetricsLog, RunDir, RunDirError, default_run_path
 from robotrl.runs.plot import learning_curve
@@ -47,6 +47,8 @@ class EnvConfig:
     randomize: str = ""  # a named parameter set of the env (e.g. "train"), drawn at every reset
     reward_range: tuple[float, float] | None = None  # host envs: lets classification critics
     # derive their value range
+    reward_scale: float = 1.0  # training rewards and reward_range times this (the critic's
+    # units, and train/episode_return's); evaluation returns stay in the task's own units
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # env-specific settings
 
 
@@ -96,6 +98,14 @@ def parse_config(data: dict[str, Any]) -> ExperimentConfig:
         )
     if native and cfg.train.num_seeds != 1:
         raise ConfigError("train.num_seeds > 1 needs the jax backend (one program, vmapped)")
+    scale = cfg.env.reward_scale
+    if not (np.isfinite(scale) and scale > 0):
+        raise ConfigError(f"env.reward_scale: expected a positive number, got {scale!r}")
+    if scale != 1 and cfg.train.dataset:
+        raise ConfigError(
+            "env.reward_scale scales env rewards, not a dataset's: train.dataset needs "
+            "env.reward_scale=1"
+        )
     if registry.is_host_env(env_name) and cfg.env.randomize:
         raise ConfigError(f"env.randomize: {env_name} has no parameter sets")
     if cfg.env.randomize and not registry.is_host_env(env_name):
@@ -164,7 +174,7 @@ class Experiment:
         if self.backend == "native":
             self._make_host = _host_env_factory(cfg.env)
             try:
-                self.host_env = self._make_host(cfg.train.num_envs)
+                self.host_env = self.training_env(cfg.train.num_envs)
             except Exception as err:  # gymnasium/dm_control raise many types for a bad name
                 raise ConfigError(f"env.name: cannot make {cfg.env.name!r}: {err}") from None
             self.spec: EnvSpec = self.host_env.spec
@@ -175,6 +185,7 @@ class Experiment:
                 1,
                 episode_length=cfg.env.episode_length,
                 action_repeat=cfg.env.action_repeat,
+                reward_scale=cfg.env.reward_scale,
             ).spec
         try:
             self.algo: Algorithm = make_algo(cfg.algo, self.spec)
@@ -201,10 +212,13 @@ class Experiment:
 
     def training_env(self, num_envs: int):
         """A batch of ``num_envs`` auto-resetting envs as the run trains in: functional
-        (``make_training_env``), or host envs on the native backend."""
+        (``make_training_env``), or host envs on the native backend; rewards times
+        ``env.reward_scale`` (evaluation envs keep the task's units)."""
+        scale = self.cfg.env.reward_scale
         if self.is_host:
-            return self._make_host(num_envs)
-        return make_training_env(self.base_env, num_envs, **self._episodes())
+            env = self._make_host(num_envs)
+            return env if scale == 1 else HostRewardScale(env, scale)
+        return make_training_env(self.base_env, num_envs, reward_scale=scale, **self._episodes())
 
     def session(self, hyper: Hyper | None = None):
         """The training session; ``hyper`` (``robotrl.train.sweep``): numeric hyperparameters
@@ -406,3 +420,82 @@ def evaluate_run(
             else {}
         ),
     }
+
+
+def evaluate_decision_intervals(
+    run_path: str | Path,
+    intervals: Sequence[int],
+    episodes: int = 10,
+    step: int | None = None,
+    seed: int = 123,
+    reference: float | None = None,
+) -> dict[str, Any]:
+    """Returns of a run's deterministic policy deciding every k steps of the task's own time
+    step (open loop in between, ``evaluate.every_k_steps``), for each k of ``intervals``, and
+    the FAS. A run trained with ``env.action_repeat`` is evaluated on the task without it, so
+    every policy of a task is measured on the same episodes. FAS normalises returns between a
+    uniform random policy's (floor) and ``reference`` (default: this policy's best return over
+    the intervals)."""
+    from robotrl.train.evaluate import frequency_averaged_score, make_evaluator
+
+    if not intervals or min(intervals) < 1:
+        raise ConfigError("--decision-intervals: positive integers, e.g. 1,2,4,8,16")
+    restored = restore_run(run_path, step)
+    exp = restored.exp
+    if exp.is_host:
+        raise ConfigError("--decision-intervals evaluates scan-loop (jax backend) runs")
+    env = exp.cfg.env
+    length = None if env.episode_length is None else env.episode_length * env.action_repeat
+    eval_env = make_eval_env(exp.base_env, episodes, episode_length=length)
+    if env.normalize_obs:
+        eval_env = ObsNormalization(eval_env, update=False)
+    steps = eval_env.spec.episode_length
+    session = restored.session
+    algo_states = session.state.algo  # [S, ...]
+    stats = session.obs_stats()
+    keys = jax.random.split(jax.random.PRNGKey(seed), session.num_seeds)
+    returns = {}
+    for k in intervals:
+        evaluate = jax.jit(jax.vmap(make_evaluator(eval_env, exp.algo, steps, k)))
+        returns[k] = np.asarray(evaluate(algo_states, keys, stats)[0])  # [S, B]
+    spec = eval_env.spec
+    low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
+    random = evaluate_random(eval_env, steps, low, high, seed, stats)
+    means = {k: float(r.mean()) for k, r in returns.items()}
+    ceiling = reference if reference is not None else max(means.values())
+    per_seed = [
+        frequency_averaged_score(
+            list(intervals), [float(returns[k][i].mean()) for k in intervals], random, ceiling
+        )
+        for i in range(session.num_seeds)
+    ]
+    return {
+        "run": str(restored.run.path),
+        "step": restored.step,
+        "episodes": episodes,
+        "intervals": list(intervals),
+        "return_mean": [means[k] for k in intervals],
+        "return_per_seed": [returns[k].mean(axis=-1).tolist() for k in intervals],
+        "random_return": random,
+        "reference_return": ceiling,
+        "fas": float(np.mean(per_seed)),
+        "fas_per_seed": per_seed,
+    }
+
+
+def evaluate_random(
+    eval_env: Any, steps: int, low: np.ndarray, high: np.ndarray, seed: int, stats: Any = None
+) -> float:
+    """Mean return of uniform random actions on ``eval_env`` (the floor of a normalised
+    score)."""
+    from robotrl.train.evaluate import play_episodes
+    from robotrl.types import Policy, no_carry
+
+    def act(params, carry, obs, key):
+        batch = jax.tree.leaves(obs)[0].shape[:-1]
+        return jax.random.uniform(key, (*batch, len(low)), minval=low, maxval=high), carry, ()
+
+    first = None if stats is None else jax.tree.map(lambda x: x[0], stats)
+    play = jax.jit(play_episodes(eval_env, steps), static_argnums=0)
+    returns = play(Policy(no_carry, act), (), jax.random.PRNGKey(seed), first)[0]
+    return float(np.mean(returns))

@@ -170,5 +170,12 @@ def export_run(
     elif fmt == "onnx":
         from firmware_export.onnx_export import write_onnx
 
+        if bundle.program != "layers":  # ARSQ's argmax loop, a K-step sampler: no ONNX graph
+            hint = "; use --format c" if bundle.program == "arsq" else ""
+            raise ConfigError(
+                f"--format onnx exports layer programs; this policy is an {bundle.program!r} "
+                f"program (its bundle is written: {written['bundle']}){hint}"
+            )
+
         written["onnx"] = str(write_onnx(bundle, out_dir / "policy.onnx"))
     return {"files": written, "source": source, "golden_pairs": len(bundle.golden_obs)}

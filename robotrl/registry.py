@@ -54,6 +54,24 @@ def _iql():
     return iql.IQLConfig, iql.make
 
 
+def _srl():
+    from robotrl.algos import srl
+
+    return srl.SRLConfig, srl.make
+
+
+def _arsq():
+    from robotrl.algos import arsq
+
+    return arsq.ARSQConfig, arsq.make
+
+
+def _bandit2d():
+    from sims.bandit import PARAMETER_SETS, Bandit2D, Bandit2DConfig
+
+    return Bandit2DConfig, Bandit2D, PARAMETER_SETS
+
+
 def _pendulum():
     from sims.pendulum import PARAMETER_SETS, Pendulum, PendulumConfig
 
@@ -114,6 +132,8 @@ ALGORITHMS: dict[str, AlgoEntry] = {
     "ppo": AlgoEntry(_ppo),
     "iql": AlgoEntry(_iql),
     "cql": AlgoEntry(_cql),
+    "arsq": AlgoEntry(_arsq),
+    "srl": AlgoEntry(_srl),
 }
 
 ENVS: dict[str, EnvEntry] = {
@@ -122,6 +142,7 @@ ENVS: dict[str, EnvEntry] = {
     "rccar_practice": _rccar_practice(),
     "pusht": EnvEntry(_pusht),
     "quadrotor": EnvEntry(_quadrotor),
+    "bandit2d": EnvEntry(_bandit2d),  # ARSQ's 2-D one-step bandit (sims/bandit)
     # MuJoCo locomotion (gymnasium v5 tasks): MJX (functional) or native MuJoCo (host).
     "hopper": _locomotion("hopper"),
     "halfcheetah": _locomotion("halfcheetah"),

@@ -143,7 +143,8 @@ def collect_from(
     from robotrl.config import apply_overrides
 
     if Path(source).is_dir():
-        restored = experiment.restore_run(source, step, env_overrides)
+        # Datasets hold the task's own rewards, whatever env.reward_scale the run trained with.
+        restored = experiment.restore_run(source, step, ("env.reward_scale=1", *env_overrides))
         behaviour = {
             "run": str(restored.run.path),
             "checkpoint_step": restored.step,

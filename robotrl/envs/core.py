@@ -9,7 +9,8 @@ of an episode consistent with them (rendered colours, privileged disturbance). W
     VmapWrapper(AutoReset(EpisodeLimit(DomainRandomization(ActionRepeat(env)))))
 
 ``make_training_env``/``make_eval_env`` build that stack from one place so every loop sees the same
-episode semantics.
+episode semantics. Only the training stack can scale rewards (``RewardScale``): evaluation
+returns stay in the task's own units.
 """
 
 from __future__ import annotations
@@ -78,6 +79,43 @@ class Wrapper:
 
     def step(self, state: EnvState, action: jax.Array) -> EnvState:
         return self.env.step(state, action)
+
+    @property
+    def relabel_reward(self) -> Callable[[Any, jax.Array], jax.Array] | None:
+        """The env's reward curriculum hook (``relabel_reward(transition, env_steps)``), or None;
+        wrappers that change rewards (``RewardScale``) change it too."""
+        return getattr(self.env, "relabel_reward", None)
+
+
+class RewardScale(Wrapper):
+    """Multiplies every reward by ``scale`` > 0, and the spec's ``reward_range`` with it, so a
+    classification critic derives its value range from the scaled rewards. A reward curriculum's
+    relabelled rewards are scaled too."""
+
+    def __init__(self, env: Any, scale: float):
+        if not scale > 0:
+            raise ValueError(f"reward scale must be positive, got {scale}")
+        super().__init__(env)
+        self.scale = float(scale)
+
+    @property
+    def spec(self) -> EnvSpec:
+        spec = self.env.spec
+        if spec.reward_range is None:
+            return spec
+        low, high = spec.reward_range
+        return dataclasses.replace(spec, reward_range=(low * self.scale, high * self.scale))
+
+    def step(self, state: EnvState, action: jax.Array) -> EnvState:
+        state = self.env.step(state, action)
+        return state.replace(reward=state.reward * self.scale)
+
+    @property
+    def relabel_reward(self) -> Callable[[Any, jax.Array], jax.Array] | None:
+        inner = getattr(self.env, "relabel_reward", None)
+        if inner is None:
+            return None
+        return lambda transition, env_steps: inner(transition, env_steps) * self.scale
 
 
 class EpisodeLimit(Wrapper):
@@ -211,11 +249,14 @@ def make_training_env(
     episode_length: int | None = None,
     action_repeat: int = 1,
     randomize: Callable[[PRNGKey, Any], Any] | None = None,
+    reward_scale: float = 1.0,
 ) -> VmapWrapper:
-    """The standard training stack: batched, auto-resetting, time-limited."""
-    return VmapWrapper(
-        AutoReset(_episodes(env, episode_length, action_repeat, randomize)), num_envs
-    )
+    """The standard training stack: batched, auto-resetting, time-limited; rewards times
+    ``reward_scale`` (``RewardScale``)."""
+    env = _episodes(env, episode_length, action_repeat, randomize)
+    if reward_scale != 1.0:
+        env = RewardScale(env, reward_scale)
+    return VmapWrapper(AutoReset(env), num_envs)
 
 
 def make_eval_env(

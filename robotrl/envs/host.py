@@ -8,6 +8,7 @@ transition can bootstrap from it when the episode was truncated.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
@@ -41,6 +42,37 @@ class HostEnv(Protocol):
     def step(self, action: np.ndarray) -> HostStep: ...
 
     def close(self) -> None: ...
+
+
+class HostRewardScale:
+    """A host env whose rewards, and its spec's ``reward_range``, are multiplied by ``scale`` > 0
+    (the host counterpart of ``robotrl.envs.RewardScale``); everything else is the env's."""
+
+    def __init__(self, env: HostEnv, scale: float):
+        if not scale > 0:
+            raise ValueError(f"reward scale must be positive, got {scale}")
+        self.env, self.scale = env, float(scale)
+        self.num_envs = env.num_envs
+        spec = env.spec
+        if spec.reward_range is not None:
+            low, high = spec.reward_range
+            spec = dataclasses.replace(spec, reward_range=(low * self.scale, high * self.scale))
+        self.spec = spec
+
+    def reset(self, seed: int) -> np.ndarray:
+        return self.env.reset(seed)
+
+    def step(self, action: np.ndarray) -> HostStep:
+        out = self.env.step(action)
+        return out._replace(reward=(out.reward * self.scale).astype(np.float32))
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "env":  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.env, name)
 
 
 class GymnasiumEnv:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from robotrl.envs.host import HostEnv
-from robotrl.types import Algorithm, PRNGKey
+from robotrl.types import Algorithm, Policy, PRNGKey
 
 
 def iqm(x: np.ndarray) -> float:
@@ -52,9 +52,56 @@ def summarize_eval(result: EvalResult) -> dict[str, float]:
     return row
 
 
-def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int):
+def every_k_steps(policy: Policy, interval: int, example_obs: Any) -> Policy:
+    """``policy`` deciding every ``interval`` steps, open loop in between: at a decision its
+    carry restarts and it sees the observation; between decisions it is stepped on the
+    observation of the last decision. A feed-forward policy therefore holds its action; a
+    sequence policy (SRL) plays its planned primitives, then replans from that stale
+    observation. ``example_obs``: an observation batch of the shape the policy will see.
+    ``interval`` 1 is ``policy`` itself."""
+    if interval == 1:
+        return policy
+
+    def init_carry(batch_shape):
+        seen = jax.tree.map(jnp.zeros_like, example_obs)
+        return policy.init_carry(batch_shape), jnp.zeros(batch_shape, jnp.int32), seen
+
+    def step(params, carry, obs, key):
+        inner, count, seen = carry
+        decide = count % interval == 0
+        seen = jax.tree.map(lambda new, old: _select(decide, new, old), obs, seen)
+        fresh = policy.init_carry(count.shape)
+        inner = jax.tree.map(lambda f, c: _select(decide, f, c), fresh, inner)
+        action, inner, extras = policy.step(params, inner, seen, key)
+        return action, (inner, count + 1, seen), extras
+
+    return Policy(init_carry, step)
+
+
+def _select(flag: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
+    return jnp.where(flag.reshape(flag.shape + (1,) * (new.ndim - flag.ndim)), new, old)
+
+
+def frequency_averaged_score(
+    intervals: Sequence[int], returns: Sequence[float], floor: float, ceiling: float
+) -> float:
+    """FAS: the area under normalised return against decision frequency (log2 axis, from
+    ``1 / max(intervals)`` to ``1 / min(intervals)``), divided by that span, so 1 is a policy
+    as good as ``ceiling`` at every frequency and 0 one no better than ``floor`` (returns are
+    normalised to ``(R - floor) / (ceiling - floor)`` and clipped to [0, 1])."""
+    order = np.argsort(intervals)[::-1]  # lowest frequency first
+    x = -np.log2(np.asarray(intervals, np.float64)[order])
+    span = max(ceiling - floor, 1e-12)
+    y = np.clip((np.asarray(returns, np.float64)[order] - floor) / span, 0.0, 1.0)
+    if len(x) == 1:
+        return float(y[0])
+    return float(np.trapezoid(y, x) / (x[-1] - x[0]))
+
+
+def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int, decision_interval: int = 1):
     """``evaluate(algo_state, key, obs_stats=None) -> (returns [B], lengths [B], metrics,
-    traces)``.
+    traces)``; ``decision_interval`` k > 1 queries the policy every k steps, open loop in
+    between (``every_k_steps``).
 
     ``eval_env`` is a batched env without auto-reset (``make_eval_env``); each env plays one
     episode of at most ``episode_length`` steps; rewards after its end are ignored.
@@ -64,14 +111,28 @@ def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int):
     (frozen) statistics.
     """
 
+    play = play_episodes(eval_env, episode_length, decision_interval)
+
     def evaluate(algo_state: Any, key: PRNGKey, obs_stats: Any = None):
         policy, params = algo.make_policy(algo_state, True)
+        return play(policy, params, key, obs_stats)
+
+    return evaluate
+
+
+def play_episodes(eval_env: Any, episode_length: int, decision_interval: int = 1):
+    """``play(policy, params, key, obs_stats=None) -> (returns [B], lengths [B], metrics,
+    traces)`` for any ``Policy`` (``make_evaluator`` gives it an algorithm's deterministic
+    one)."""
+
+    def play(policy: Policy, params: Any, key: PRNGKey, obs_stats: Any = None):
         k_reset, key = jax.random.split(key)
         state = (
             eval_env.reset(k_reset)
             if obs_stats is None
             else eval_env.reset(k_reset, stats=obs_stats)
         )
+        policy = every_k_steps(policy, decision_interval, state.obs)
         batch = jax.tree.leaves(state.reward)[0].shape
         carry = policy.init_carry(batch)
 
@@ -100,7 +161,7 @@ def make_evaluator(eval_env: Any, algo: Algorithm, episode_length: int):
         )
         return ret, length, last, traces
 
-    return evaluate
+    return play
 
 
 def evaluate_host(

@@ -133,8 +133,9 @@ def make_chunk(env: Any, algo: Algorithm, cfg: TrainConfig):
     on_policy = algo.rollout_length > 0
     iterations = cfg.log_every // cfg.num_envs
     # A reward curriculum (the env's ``relabel_reward``, e.g. L2F's): the learner sees every
-    # transition's reward recomputed for the current stage, as if the buffer were relabelled.
-    relabel = getattr(env.unwrapped, "relabel_reward", None)
+    # transition's reward recomputed for the current stage, as if the buffer were relabelled
+    # (through the wrappers: a reward scale applies to the relabelled rewards too).
+    relabel = getattr(env, "relabel_reward", None)
 
     def data_for_update(buffer: replay.ReplayState, env_steps: jax.Array, key: PRNGKey, data):
         """(ready, batch): what ``algo.update`` consumes after this step, and whether it is due;

@@ -30,7 +30,8 @@ def best_eval(preset, *overrides, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "preset", ["sac_pendulum", "td3_pendulum", "sac_hlgauss_pendulum", "ppo_pendulum"]
+    "preset",
+    ["sac_pendulum", "td3_pendulum", "sac_hlgauss_pendulum", "ppo_pendulum", "arsq_pendulum"],
 )
 def test_scan_loop_learns_the_jax_pendulum(preset, tmp_path):
     best, returns = best_eval(preset, tmp_path=tmp_path)
