@@ -118,3 +118,15 @@ def save(name: str, data: dict) -> Path:
     path = OUT / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=str))
     return path
+
+
+def iqm_ci(values: Any, reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """IQM over seeds and its 95% percentile-bootstrap interval."""
+    import numpy as np
+
+    from robotrl.train.evaluate import iqm
+
+    values = np.asarray(values, np.float64)
+    rng = np.random.default_rng(seed)
+    boot = [iqm(rng.choice(values, len(values))) for _ in range(reps)]
+    return iqm(values), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))

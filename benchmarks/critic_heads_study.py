@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import OUT, ROOT, machine, save
+from benchmarks.common import OUT, ROOT, iqm_ci, machine, save
 
 RESULTS = ROOT / "benchmarks" / "results"
 NAME = "critic_heads_study"
@@ -136,16 +136,6 @@ def run_one(task: str, head: str, scale: float, steps: int, seeds: int, root: Pa
         "wall_s": wall,
         "stopped": stopped,
     }
-
-
-def iqm_ci(values, reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """IQM over seeds and its 95% percentile-bootstrap interval."""
-    from robotrl.train.evaluate import iqm
-
-    values = np.asarray(values, np.float64)
-    rng = np.random.default_rng(seed)
-    boot = [iqm(rng.choice(values, len(values))) for _ in range(reps)]
-    return iqm(values), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
 def _steps(items: list[str]) -> dict[str, int]:

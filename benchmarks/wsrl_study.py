@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import OUT, ROOT, machine, save
+from benchmarks.common import OUT, ROOT, iqm_ci, machine, save
 
 RESULTS = ROOT / "benchmarks" / "results"
 SEEDS = 5
@@ -222,15 +222,6 @@ def run_task(task: str, root: Path) -> dict:
         "variants": variants,
         **{k: v for k, v in spec.items() if k != "algo"},
     }
-
-
-def iqm_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """IQM over seeds and its 95% percentile-bootstrap interval."""
-    from robotrl.train.evaluate import iqm
-
-    rng = np.random.default_rng(seed)
-    boot = [iqm(rng.choice(values, len(values))) for _ in range(reps)]
-    return iqm(values), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
 def main(argv: list[str] | None = None) -> dict:

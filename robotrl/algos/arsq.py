@@ -45,7 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from robotrl.algos.common import apply_gradients, make_optimizer, minibatches, polyak, scan_updates
+from robotrl.algos import sac
+from robotrl.algos.common import make_optimizer, minibatches, scan_updates
 from robotrl.nets import MLP, ActionScaler, mlp_program
 from robotrl.types import (
     Algorithm,
@@ -97,7 +98,7 @@ class ARSQNets(NamedTuple):
     adv: MLP  # [..., I] -> [..., C]
     value: MLP  # [..., O] -> [..., 1]
     scaler: ActionScaler
-    opt: optax.GradientTransformation
+    critic_opt: optax.GradientTransformation
 
 
 # ---- the coarse-to-fine discretisation --------------------------------------------------------
@@ -186,7 +187,7 @@ def make_nets(cfg: ARSQConfig, spec: EnvSpec) -> ARSQNets:
         adv=adv,
         value=MLP(cfg.critic_hidden, 1, cfg.activation, cfg.critic_layer_norm),
         scaler=ActionScaler.from_bounds(spec.action_low, spec.action_high),
-        opt=make_optimizer(cfg.critic_lr, cfg.weight_decay, cfg.max_grad_norm),
+        critic_opt=make_optimizer(cfg.critic_lr, cfg.weight_decay, cfg.max_grad_norm),
     )
 
 
@@ -199,7 +200,7 @@ def init_state(key: PRNGKey, cfg: ARSQConfig, spec: EnvSpec, nets: ARSQNets) -> 
         critic_params=params,
         # A copy, not the same arrays: a donated update must not receive one buffer twice.
         target_critic_params=jax.tree.map(jnp.copy, params),
-        critic_opt_state=nets.opt.init(params),
+        critic_opt_state=nets.critic_opt.init(params),
         step=jnp.zeros((), jnp.int32),
     )
 
@@ -337,30 +338,14 @@ def critic_loss(
     }
 
 
-def critic_step(
-    state: ARSQState, batch: Transition, key: PRNGKey, cfg: ARSQConfig, nets: ARSQNets
-) -> tuple[ARSQState, Metrics]:
-    grads, metrics = jax.grad(critic_loss, has_aux=True)(
-        state.critic_params, state, batch, key, cfg, nets
-    )
-    params, opt_state = apply_gradients(
-        nets.opt, state.critic_params, state.critic_opt_state, grads
-    )
-    state = state.replace(
-        critic_params=params,
-        critic_opt_state=opt_state,
-        target_critic_params=polyak(state.target_critic_params, params, cfg.tau),
-    )
-    return state, metrics
-
-
 def make_update(cfg: ARSQConfig, nets: ARSQNets):
     """``update(state, batch [utd * B], key)``: ``utd`` gradient steps in a ``lax.scan``."""
 
     def update(state: ARSQState, batch: Transition, key: PRNGKey) -> tuple[ARSQState, Metrics]:
         batches = minibatches(batch, cfg.utd)
         keys = jax.random.split(key, cfg.utd)
-        step = lambda st, inp: critic_step(st, inp[0], inp[1], cfg, nets)
+        # SAC's critic step (gradient, optimiser, polyak target) with ARSQ's loss.
+        step = lambda st, inp: sac.critic_step(st, inp[0], inp[1], cfg, nets, critic_loss)
         state, metrics = scan_updates(step, state, (batches, keys))
         return state.replace(step=state.step + 1), metrics
 

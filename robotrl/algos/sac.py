@@ -240,10 +240,16 @@ def critic_step(
 
 
 def actor_step(
-    state: SACState, batch: Transition, key: PRNGKey, cfg: SACConfig, nets: SACNets
+    state: SACState,
+    batch: Transition,
+    key: PRNGKey,
+    cfg: SACConfig,
+    nets: SACNets,
+    loss_fn=actor_loss,
 ) -> tuple[SACState, Metrics]:
-    """One actor step, then one temperature step on the same samples."""
-    grads, (metrics, logp) = jax.grad(actor_loss, has_aux=True)(
+    """One actor step, then one temperature step on the same samples; ``loss_fn`` (returning
+    ``(loss, (metrics, log pi))``) lets SRL score a whole sequence."""
+    grads, (metrics, logp) = jax.grad(loss_fn, has_aux=True)(
         state.actor_params, state, batch, key, cfg, nets
     )
     actor_params, actor_opt_state = apply_gradients(

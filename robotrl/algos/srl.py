@@ -215,22 +215,10 @@ def make_update(cfg: SRLConfig, nets: SRLNets):
             step, state, (batches, jax.random.split(k_critic, cfg.utd))
         )
         last = jax.tree.map(lambda x: x[-1], batches)
-        grads, (metrics, logp) = jax.grad(actor_loss, has_aux=True)(
-            state.actor_params, state, last, k_actor, cfg, nets
-        )
-        actor_params, actor_opt_state = apply_gradients(
-            nets.sac.actor_opt, state.actor_params, state.actor_opt_state, grads
-        )
-        state = state.replace(actor_params=actor_params, actor_opt_state=actor_opt_state)
-        if cfg.learn_temperature:
-            temp_grad = jax.grad(sac.temperature_loss)(
-                state.log_temp, logp, nets.sac.target_entropy
-            )
-            log_temp, temp_opt_state = apply_gradients(
-                nets.sac.temp_opt, state.log_temp, state.temp_opt_state, temp_grad
-            )
-            state = state.replace(log_temp=log_temp, temp_opt_state=temp_opt_state)
-        metrics = {**critic_metrics, **metrics, "temperature": jnp.exp(state.log_temp)}
+        # SAC's actor and temperature step, with the loss over the recalled sequence.
+        loss = lambda params, st, b, k, c, _: actor_loss(params, st, b, k, c, nets)
+        state, metrics = sac.actor_step(state, last, k_actor, cfg, nets.sac, loss)
+        metrics = {**critic_metrics, **metrics}
         return state.replace(step=state.step + 1), metrics
 
     return update

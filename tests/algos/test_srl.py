@@ -7,17 +7,9 @@ import pytest
 
 from robotrl.algos import srl
 from robotrl.nets import ValueHeadConfig
-from robotrl.types import ArraySpec, EnvSpec, Transition
+from robotrl.types import Transition
+from tests.algos.test_algorithms import SPEC  # the fake 5-obs, 2-action spec
 
-SPEC = EnvSpec(
-    name="fake",
-    obs=ArraySpec((5,)),
-    action_low=(-2.0, -1.0),
-    action_high=(2.0, 3.0),
-    ctrl_dt=0.05,
-    episode_length=100,
-    reward_range=(-1.0, 1.0),
-)
 J = 4
 
 
