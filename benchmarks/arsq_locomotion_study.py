@@ -13,12 +13,30 @@ All from the project's own policies (nothing downloaded):
        arsq        auto-regressive soft Q over coarse-to-fine bins (``algo.name: arsq``)
        factorized  CQN's decoupled per-dimension Q (``algo.factorized: true``)
        sac         SAC
+     and, only when named in ``--variants`` (not run by default):
+       arsq_ln     ARSQ with LayerNorm in its advantage and value nets
+                   (``algo.critic_layer_norm: true``, as RLPD's critics), a check on whether
+                   ARSQ's critic diverges without it
 Every ``--eval-every`` steps: each seed's deterministic eval return.
 
 Results: ``benchmarks/out/arsq_locomotion_study.json``, plot
 ``benchmarks/results/arsq_locomotion.png`` (mean over seeds, 95% Student-t interval).
-Run: ``python -m benchmarks.arsq_locomotion_study`` (the full size; see ``--help`` for the
-reduced sizes a CPU can finish).
+Run: ``python -m benchmarks.arsq_locomotion_study`` (the full size: 300k online steps, 256x256
+nets, a 200k-step behaviour SAC with its medium checkpoint at 50k). The default task is
+halfcheetah: its SAC improves steadily, so the parts form a clear quality ladder even at CPU
+budgets (hopper's SAC stalled near 300 at 40k steps, leaving the data without a good part).
+The size a 2-core CPU shared with another job finishes in about an hour (the run in
+README/REPORT; 128x128 nets with batch 256 were about 6x slower per step for ARSQ):
+
+    python -m benchmarks.arsq_locomotion_study --task halfcheetah --steps 150000 \
+        --hidden 64 64 --batch-size 128 --learning-starts 5000 --eval-every 10000 \
+        --eval-episodes 5 --behaviour-steps 60000 --medium-step 30000 --part 30000 \
+        --root /tmp/arsq_loco2
+
+``--root`` keeps the work: a rerun with the same folder reuses its dataset
+(``dataset_info.json``) and every finished variant (``<variant>.json``) without checking that
+the settings match, so change ``--root`` when changing sizes. ``--dataset-only`` builds (or
+reuses) the dataset and stops, e.g. to check the quality ladder before the online runs.
 """
 
 from __future__ import annotations
@@ -37,7 +55,8 @@ from benchmarks.common import ROOT, machine, save
 
 RESULTS = ROOT / "benchmarks" / "results"
 NAME = "arsq_locomotion_study"
-VARIANTS = ("arsq", "factorized", "sac")
+VARIANTS = ("arsq", "factorized", "sac")  # the default set
+EXTRA_VARIANTS = ("arsq_ln",)
 
 
 def _train(cfg: dict, out: Path) -> Path:
@@ -128,6 +147,8 @@ def variant_config(args: argparse.Namespace, variant: str, dataset: Path) -> dic
         algo = {"name": "arsq", "critic_hidden": hidden, "alpha": args.alpha}
         if variant == "factorized":
             algo["factorized"] = True
+        if variant == "arsq_ln":
+            algo["critic_layer_norm"] = True
     algo["batch_size"] = args.batch_size
     return {
         "name": f"{NAME}_{variant}",
@@ -182,7 +203,7 @@ def mean_ci(values) -> tuple[float, float, float]:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--task", default="hopper", help="a sims/locomotion task (MJX backend)")
+    p.add_argument("--task", default="halfcheetah", help="a sims/locomotion task (MJX backend)")
     p.add_argument("--steps", type=int, default=300_000, help="online env steps per variant")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--num-envs", type=int, default=1)
@@ -199,8 +220,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--behaviour-hidden", type=int, nargs="+", default=[256, 256])
     p.add_argument("--part", type=int, default=100_000, help="transitions per dataset part")
     p.add_argument("--collect-envs", type=int, default=10)
-    p.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    p.add_argument(
+        "--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS + EXTRA_VARIANTS
+    )
     p.add_argument("--root", default="", help="work folder (default: a fresh temp folder)")
+    p.add_argument(
+        "--dataset-only", action="store_true", help="build (or reuse) the dataset and stop"
+    )
     args = p.parse_args([] if argv is None else argv)
     if args.behaviour_steps % args.medium_step:
         p.error("--behaviour-steps must be a multiple of --medium-step")
@@ -215,6 +241,8 @@ def main(argv: list[str] | None = None) -> dict:
         dataset, dataset_info = mixed_dataset(args, root)
         info_path.write_text(json.dumps(dataset_info, indent=2))
     print(f"  dataset: {json.dumps(dataset_info['parts'])}", flush=True)
+    if args.dataset_only:
+        return {"dataset": dataset_info}
     variants = {}
     for variant in args.variants:
         print(f"  {variant} ({time.time() - start:.0f} s)", flush=True)
@@ -275,6 +303,10 @@ def plot(data: dict) -> Path:
 
 def report(data: dict) -> str:
     s, ds = data["settings"], data["dataset"]
+    # from the stages' own timings, so a rerun that reuses the dataset or variants still
+    # reports what producing them took
+    variants_s = sum(v["wall_s"] for v in data["variants"].values())
+    total_s = ds["behaviour_train_s"] + ds["collect_s"] + variants_s
     parts = ", ".join(
         f"{p['part']} {p['transitions']} transitions (return {p['return_mean']:.1f}"
         + (f", checkpoint {p['checkpoint_step']}" if p["checkpoint_step"] else "")
@@ -288,8 +320,10 @@ def report(data: dict) -> str:
         f"envs), {s['seeds']} seeds vmapped, networks {s['hidden']}, batch {s['batch_size']}, "
         f"{s['offline_fraction']:.0%} of each batch from the dataset. Dataset: {parts}; "
         f"mixture {ds['transitions']} transitions, average return {ds['return_mean']:.1f}. "
-        f"Eval: {s['eval_episodes']} deterministic episodes per seed. Total "
-        f"{data['total_s'] / 60:.1f} min (plot: `benchmarks/results/arsq_locomotion.png`).",
+        f"Eval: {s['eval_episodes']} deterministic episodes per seed. Wall: behaviour SAC "
+        f"{ds['behaviour_train_s'] / 60:.1f} min, collection {ds['collect_s'] / 60:.1f} min, "
+        f"variants {variants_s / 60:.1f} min, total {total_s / 60:.1f} min "
+        "(plot: `benchmarks/results/arsq_locomotion.png`).",
         "",
         "| variant | seeds | env steps | final eval return (mean [95% CI]) | last 3 evals "
         "(mean over seeds of each seed's average [95% CI]) | best eval (mean) | wall (min) |",
@@ -309,5 +343,7 @@ def report(data: dict) -> str:
 
 if __name__ == "__main__":
     result = main(sys.argv[1:])
+    if "variants" not in result:
+        sys.exit(0)
     print(report(result))
     print(json.dumps({"plot": str(RESULTS / "arsq_locomotion.png")}))
