@@ -53,13 +53,14 @@ def imitation_rate(policy, state, demos, updates: int, key) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from benchmarks.rl100_study import POLICY
     from policies.diffusion import data
     from policies.diffusion.numpy_policy import NumpyDiffusion
     from policies.diffusion.policy import DiffusionConfig, DiffusionPolicy
     from robotrl.algos import diffusion_ppo
     from sims.pusht.expert import collect_demonstrations
 
-    cfg = DiffusionConfig(horizon=16, action_steps=8)
+    cfg = DiffusionConfig(**POLICY)  # the study's policy
     policy = DiffusionPolicy(cfg, state_dim=5, action_dim=2)
     raw = collect_demonstrations(jax.random.PRNGKey(0), 50)
     demos = data.from_episodes(raw["obs"], raw["actions"], raw["lengths"])

@@ -3,11 +3,13 @@
 The first stage of ``benchmarks/rl100_study.py`` on its own, for either encoder: demonstrations
 from the scripted expert (``sims/pusht/expert.py``), DDPM training, and the K-step DDIM
 policy's success rate on ``--episodes`` evaluation episodes, every ``--eval-every`` updates.
-The image policy sees 96x96 renders (two frames) plus the pusher's position; on this 2-core
-CPU its CNN makes an update about ten times as costly as the state policy's.
+The policy is the RL-100 study's (``benchmarks/rl100_study.py``'s ``POLICY``); the image
+policy sees a 96x96 render plus the pusher's position instead of the state.
 
 Results: ``benchmarks/out/pusht_imitation_<encoder>.json``.
-Run: ``python -m benchmarks.pusht_imitation --encoder image --steps 6000``.
+Run: ``python -m benchmarks.pusht_imitation --encoder image --steps 6000``. The state policy's
+ablation in the README: ``--encoder state --demos 300 --batch 256 --steps 20000 --eval-every
+20000 --episodes 100`` with ``--obs-horizon``, ``--action-steps`` and ``--state-hidden``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--obs-horizon", type=int, default=None, help="To (default: the study's)")
+    parser.add_argument("--action-steps", type=int, default=None, help="E (default: the study's)")
+    parser.add_argument(
+        "--state-hidden",
+        type=int,
+        nargs="*",
+        default=None,
+        help="state encoder MLP; no values: the flat history (default: the study's)",
+    )
+    parser.add_argument(
+        "--action-noise", type=float, default=0.0, help="px, DART noise in the demonstrations"
+    )
     parser.add_argument(
         "--rate-only",
         type=int,
@@ -46,16 +60,28 @@ def main(argv: list[str] | None = None) -> dict:
     from sims.pusht.expert import collect_demonstrations
 
     t0 = time.perf_counter()
-    raw = collect_demonstrations(jax.random.PRNGKey(0), args.demos, obs=args.encoder)
+    raw = collect_demonstrations(
+        jax.random.PRNGKey(0), args.demos, obs=args.encoder, action_noise=args.action_noise
+    )
     demos = data.from_episodes(raw["obs"], raw["actions"], raw["lengths"])
-    cfg = DiffusionConfig(encoder=args.encoder, horizon=16, action_steps=8, batch_size=args.batch)
+    from benchmarks.rl100_study import POLICY
+
+    chosen = {
+        "obs_horizon": args.obs_horizon,
+        "action_steps": args.action_steps,
+        "state_hidden": None if args.state_hidden is None else tuple(args.state_hidden),
+    }
+    chosen = {k: v for k, v in chosen.items() if v is not None}
+    cfg = DiffusionConfig(**{**POLICY, **chosen}, encoder=args.encoder, batch_size=args.batch)
     policy = DiffusionPolicy(cfg, state_dim=5, action_dim=2)
     idx = jnp.arange(demos.size)
-    obs, actions = data.windows(demos._replace(obs={"state": demos.obs["state"]}), idx, 2, 16)
+    states = demos._replace(obs={"state": demos.obs["state"]})
+    obs, actions = data.windows(states, idx, cfg.obs_horizon, cfg.horizon)
     state = policy.init(
         jax.random.PRNGKey(1), policy.fit_normalizer(demos.obs["state"], obs, actions)
     )
     evaluate = rl100.make_evaluator(PushT(PushTConfig(obs=args.encoder)), policy, args.episodes)
+    print(f"{cfg}", flush=True)
     print(f"{args.demos} demos, {demos.size} steps ({time.perf_counter() - t0:.0f} s)", flush=True)
     if args.rate_only:
         from benchmarks.diffusion_latency import imitation_rate
@@ -72,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
             demos,
             jax.random.PRNGKey(10 + i),
             args.eval_every,
-            log_every=min(args.eval_every, 500),
+            log_every=min(args.eval_every, 1000),
             on_log=lambda step, row: None,
         )
         jax.block_until_ready(state.params)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import OUT
+from benchmarks.rl100_study import POLICY
 from policies.diffusion import data
 from policies.diffusion.policy import DiffusionConfig, DiffusionPolicy
 from robotrl.runs.checkpoint import CheckpointStore
@@ -25,11 +26,11 @@ from sims.pusht.expert import collect_demonstrations
 
 
 def main() -> None:
-    cfg = DiffusionConfig(horizon=16, action_steps=8)
+    cfg = DiffusionConfig(**POLICY)
     policy = DiffusionPolicy(cfg, 5, 2)
     raw = collect_demonstrations(jax.random.split(jax.random.PRNGKey(0), 4)[0], 300)
     demos = data.from_episodes(raw["obs"], raw["actions"], raw["lengths"])
-    obs, act = data.windows(demos, jnp.arange(demos.size), 2, 16)
+    obs, act = data.windows(demos, jnp.arange(demos.size), cfg.obs_horizon, cfg.horizon)
     norm = policy.fit_normalizer(demos.obs["state"], obs, act)
     state = policy.init(jax.random.PRNGKey(1), norm)
 

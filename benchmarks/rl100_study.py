@@ -7,7 +7,9 @@ All data from the project (nothing downloaded):
      train an IQL critic and a dynamics ensemble; PPO over the denoising steps on dataset
      states, AM-Q scored every ``ope_every`` updates; gated (the reference moves only when the
      score improves) and ungated (it always moves), both from the same start; at every check
-     the candidate's real success is measured too;
+     the candidate's real success is measured too. This stage runs with ``--gate-seeds``
+     seeds (its own rollouts, critic, dynamics and PPO noise each) from the one imitation
+     policy, for the gate's signature with intervals;
   3. online RL: PPO over the denoising steps with GAE, from the gated offline result;
   4. distillation: a one-step student of the final policy, trained on the demonstration
      states and the states the teacher visits; its success (latency:
@@ -17,6 +19,10 @@ the zero-noise policy: a numpy DDIM program for the K-step stages, a layer progr
 student) under ``benchmarks/out/rl100/``. The student's bundle is exported to C, checked on the
 host and on the emulated Cortex-M4 (self-test, agreement with numpy, flash/RAM, instructions per
 step), and evaluated in closed loop from zero noise, as deployed.
+
+RL's reward (``--reward``) is Push-T's sparse success by default: 1 at the step that succeeds.
+The benchmark's per-step coverage reward pays for hovering near the goal (``--reward coverage``
+credits success as absorbing at the maximal reward; ``coverage-raw`` does not).
 
 Results: ``benchmarks/out/rl100_study.json``, plot ``benchmarks/results/rl100_gate.png``
 (``--quick`` writes ``rl100_quick*`` instead, so a smoke run never replaces a full one).
@@ -39,6 +45,22 @@ import numpy as np
 from benchmarks.common import OUT, ROOT, machine, save
 
 RESULTS = ROOT / "benchmarks" / "results"
+REWARDS = ("success", "coverage", "coverage-raw")
+# The policy of every stage. Push-T's scripted expert is memoryless and reactive, so one
+# observation frame and 4 executed actions of each 16-action chunk imitate it best: at 20k
+# updates (100 episodes) To 2 / E 8 reached 0.21 success, To 1 / E 8 0.44, To 1 / E 4 0.65,
+# To 1 / E 2 0.58; the state MLP encoder (256, 256) raised To 2 / E 8 from 0.04 (flat
+# history straight into FiLM) to 0.21.
+# The one-step student keeps the encoder, so its MLP is two layers: with three, the float32
+# student (encoder included) overflows the STM32F405's 1 MB of flash by 62 KB.
+POLICY = dict(
+    horizon=16,
+    obs_horizon=1,
+    action_steps=4,
+    state_hidden=(256, 256),
+    features=128,
+    student_hidden=(256, 256),
+)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -49,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--imitation-steps", type=int, default=60_000)
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes")
     parser.add_argument("--offline-updates", type=int, default=500)
-    parser.add_argument("--offline-lr", type=float, default=5e-5)
+    parser.add_argument("--offline-lr", type=float, default=1e-5, help="RL-100: 1e-5")
     parser.add_argument("--online-iterations", type=int, default=10)
     parser.add_argument("--distill-steps", type=int, default=15_000)
     parser.add_argument("--distill-lr", type=float, default=3e-4)
@@ -67,9 +89,19 @@ def main(argv: list[str] | None = None) -> dict:
         "run the distillation again",
     )
     parser.add_argument(
-        "--raw-reward",
-        action="store_true",
-        help="no success credit: RL on the env's per-step coverage reward alone",
+        "--reward",
+        choices=REWARDS,
+        default="success",
+        help="RL's reward: success (sparse, 1 at the step that succeeds), coverage (the "
+        "benchmark's per-step coverage, success credited as absorbing at the maximal reward), "
+        "coverage-raw (per-step coverage alone)",
+    )
+    parser.add_argument(
+        "--gate-seeds",
+        type=int,
+        default=3,
+        help="offline stages (rollouts, critic, dynamics, gated and ungated PPO) run from the "
+        "imitation policy with this many seeds; online RL continues from the first",
     )
     args = parser.parse_args([] if argv is None else argv)
     if args.quick:
@@ -87,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     t0 = time.perf_counter()
     key = jax.random.PRNGKey(args.seed)
-    env = PushT(PushTConfig())
+    env = PushT(PushTConfig(reward="success" if args.reward == "success" else "coverage"))
     name = "rl100_quick" if args.quick else "rl100_study"
     out_dir = OUT / ("rl100-quick" if args.quick else "rl100")
     report: dict = {"name": name, "args": vars(args), "machine": machine(), "stages": {}}
@@ -132,9 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 1. Imitation ------------------------------------------------------------------------
     k_demo, k_init, k_imit, key = jax.random.split(key, 4)
-    demos_raw = collect_demonstrations(k_demo, args.demos)
+    demos_raw = collect_demonstrations(k_demo, args.demos, env_config=env.config)
     demos = data.from_episodes(demos_raw["obs"], demos_raw["actions"], demos_raw["lengths"])
-    cfg = DiffusionConfig(horizon=16, action_steps=8)
+    cfg = DiffusionConfig(**POLICY)
     policy = DiffusionPolicy(cfg, state_dim=5, action_dim=2)
     k_step_eval = rl100.make_evaluator(env, policy, args.episodes)
     one_step_eval = rl100.make_evaluator(env, policy, args.episodes, one_step=True)
@@ -191,23 +223,12 @@ def main(argv: list[str] | None = None) -> dict:
     log(f"imitation: {imitation}")
 
     # 2. Offline RL -----------------------------------------------------------------------
-    k_roll, k_critic, k_dyn, k_off, key = jax.random.split(key, 5)
-
-    def stochastic_rollouts(params, key):
-        def act(hist, k):
-            return policy.sample_chain(params, norm, hist, k).actions, ()
-
-        return rl100.rollout(env, act, key, args.demos, cfg.obs_horizon, cfg.action_steps)
-
-    rollouts = jax.jit(stochastic_rollouts)(state.ema_params, k_roll)
+    k_off_all, key = jax.random.split(key)
     gamma = 0.99
-    # Success ends a Push-T episode: credit it as absorbing at the maximal reward (1 per step),
-    # or the per-step coverage reward pays more for hovering near the goal than for finishing.
-    terminal = 0.0 if args.raw_reward else 1.0 / (1.0 - gamma)
-    transitions = rl100.concat(
-        rl100.demo_transitions(demos_raw, norm, cfg.obs_horizon, cfg.action_steps, gamma, terminal),
-        rl100.rollout_transitions(rollouts, norm, cfg.action_steps, gamma, terminal),
-    )
+    # Coverage rewards: success ends a Push-T episode, so credit it as absorbing at the maximal
+    # reward (1 per step), or the per-step coverage pays more for hovering near the goal than
+    # for finishing. The sparse success reward needs no credit.
+    terminal = 1.0 / (1.0 - gamma) if args.reward == "coverage" else 0.0
     spec = rl100.chunk_spec(env.spec, cfg.obs_horizon, cfg.action_steps)
     off_cfg = rl100.OfflineConfig(
         critic=iql.IQLConfig(expectile=0.7, gamma=gamma**cfg.action_steps),
@@ -217,18 +238,15 @@ def main(argv: list[str] | None = None) -> dict:
         ppo=diffusion_ppo.DiffusionPPOConfig(lr=args.offline_lr),
         updates=args.offline_updates,
     )
-    critic, critic_metrics = rl100.fit_critic(
-        spec, transitions, off_cfg.critic, off_cfg.critic_steps, k_critic
-    )
-    dyn, dyn_state, dyn_metrics = rl100.fit_dynamics(
-        transitions, off_cfg.dynamics, off_cfg.dynamics_steps, k_dyn
-    )
-    log(
-        f"{int(transitions.reward.shape[0])} decisions (rollout success "
-        f"{float(rollouts.success.mean()):.3f}); critic {critic_metrics}; dynamics {dyn_metrics}"
-    )
-    model = lambda s, a, k: dyn.predict(dyn_state, s, a, k)
     starts = obs["state"]  # every demonstration step's history [S, To, O]
+
+    def stochastic_rollouts(params, key):
+        def act(hist, k):
+            return policy.sample_chain(params, norm, hist, k).actions, ()
+
+        return rl100.rollout(env, act, key, args.demos, cfg.obs_horizon, cfg.action_steps)
+
+    stochastic_rollouts = jax.jit(stochastic_rollouts)
 
     def real(row, candidate):
         result = evaluate(candidate)
@@ -238,28 +256,57 @@ def main(argv: list[str] | None = None) -> dict:
         )
         return {"real_success": result["success"], "real_return": result["return"]}
 
-    offline = {}
-    for name, gated in (("gated", True), ("ungated", False)):
-        log(f"offline PPO, {name}")
-        result = rl100.offline_improve(
-            policy,
-            state,
-            critic,
-            model,
-            starts,
-            dataclasses.replace(off_cfg, gate=gated),
-            k_off,
-            on_check=real,
+    def offline_seed(seed: int) -> tuple[dict, object]:
+        """Rollouts of the imitation policy, critic, dynamics and gated/ungated PPO, one seed."""
+        k_roll, k_critic, k_dyn, k_off = jax.random.split(jax.random.fold_in(k_off_all, seed), 4)
+        rollouts = stochastic_rollouts(state.ema_params, k_roll)
+        transitions = rl100.concat(
+            rl100.demo_transitions(
+                demos_raw, norm, cfg.obs_horizon, cfg.action_steps, gamma, terminal
+            ),
+            rl100.rollout_transitions(rollouts, norm, cfg.action_steps, gamma, terminal),
         )
-        offline[name] = {"history": result.history, "final": evaluate(result.policy_state)}
-        if gated:
-            offline_state = result.policy_state
+        critic, critic_metrics = rl100.fit_critic(
+            spec, transitions, off_cfg.critic, off_cfg.critic_steps, k_critic
+        )
+        dyn, dyn_state, dyn_metrics = rl100.fit_dynamics(
+            transitions, off_cfg.dynamics, off_cfg.dynamics_steps, k_dyn
+        )
+        log(
+            f"seed {seed}: {int(transitions.reward.shape[0])} decisions (rollout success "
+            f"{float(rollouts.success.mean()):.3f}); critic {critic_metrics}; dynamics "
+            f"{dyn_metrics}"
+        )
+        model = lambda s, a, k: dyn.predict(dyn_state, s, a, k)
+        result, gated_state = {"rollout_success": float(rollouts.success.mean())}, None
+        for name, gated in (("gated", True), ("ungated", False)):
+            log(f"offline PPO, seed {seed}, {name}")
+            out = rl100.offline_improve(
+                policy,
+                state,
+                critic,
+                model,
+                starts,
+                dataclasses.replace(off_cfg, gate=gated),
+                k_off,
+                on_check=real,
+            )
+            result[name] = {"history": out.history, "final": evaluate(out.policy_state)}
+            if gated:
+                gated_state = out.policy_state
+        return result, gated_state
+
+    offline, offline_state = offline_seed(0)
+    offline["seeds"] = [{k: v for k, v in offline.items()}]
+    for seed in range(1, args.gate_seeds):
+        offline["seeds"].append(offline_seed(seed)[0])
     report["stages"]["offline"] = offline
     checkpoint(
         "offline", offline_state.ema_params, {"stage": "offline", **offline["gated"]["final"]}
     )
     offline["gated"].update(write_bundle("offline", offline_state.ema_params, norm))
-    log(f"offline (gated reference): {offline['gated']['final']}")
+    log(f"offline (gated reference, seed 0): {offline['gated']['final']}")
+    log(f"gate over {args.gate_seeds} seeds: {gate_summary(report)}")
     if args.stop_after_offline:
         report["wall_s"] = time.perf_counter() - t0
         save("rl100_offline", report)
@@ -309,7 +356,7 @@ def _distill_stage(
     start = time.perf_counter()
     cfg, norm = policy.cfg, online_state.norm
     k_roll, k_dist = jax.random.split(key)
-    env = PushT(PushTConfig())
+    env = PushT(PushTConfig(reward="success" if args.reward == "success" else "coverage"))
     visits = jax.jit(
         lambda params, k: rl100.rollout(
             env,
@@ -396,27 +443,51 @@ def _firmware(path, states, log) -> dict:
     return result
 
 
-def gate_summary(data: dict) -> dict:
-    """The signature's numbers: accepted policies' OPE monotone, their real success vs
-    imitation, and the ungated run's regressions (real success below imitation)."""
-    imitation = data["stages"]["imitation"]["success"]
-    gated = data["stages"]["offline"]["gated"]["history"]
-    accepted = [r for r in gated if r["accepted"]]
-    ope = [r["ope"] for r in accepted]
-    # The acting (reference) policy after each check: the last accepted candidate.
-    acting, current = [], gated[0]
-    for r in gated:
-        current = r if r["accepted"] else current
+def _acting(history: list[dict], gated: bool) -> list[float]:
+    """Real success of the acting (reference) policy after each check: the last accepted
+    candidate when gated, every candidate when not."""
+    acting, current = [], history[0]
+    for r in history:
+        current = r if (r["accepted"] or not gated) else current
         acting.append(current["real_success"])
-    ungated = data["stages"]["offline"]["ungated"]["history"][1:]
+    return acting
+
+
+def seed_summary(offline: dict, imitation: float) -> dict:
+    """One seed's signature: accepted policies' OPE monotone, the acting policy's real success
+    against imitation's, the ungated run's regressions (real success below imitation)."""
+    gated = offline["gated"]["history"]
+    accepted = [r["ope"] for r in gated if r["accepted"]]
+    acting = _acting(gated, True)[1:]
+    ungated = [r["real_success"] for r in offline["ungated"]["history"][1:]]
     return {
         "accepted": len(accepted) - 1,
         "checks": len(gated) - 1,
-        "ope_monotone": all(b > a for a, b in itertools.pairwise(ope)),
-        "acting_at_least_imitation": sum(s >= imitation for s in acting[1:])
-        / max(len(acting) - 1, 1),
-        "ungated_below_imitation": sum(r["real_success"] < imitation for r in ungated),
-        "ungated_min_success": min((r["real_success"] for r in ungated), default=float("nan")),
+        "ope_monotone": all(b > a for a, b in itertools.pairwise(accepted)),
+        "acting_at_least_imitation": sum(x >= imitation for x in acting) / max(len(acting), 1),
+        "ungated_below_imitation": sum(x < imitation for x in ungated),
+        "ungated_min_success": min(ungated, default=float("nan")),
+        "gated_final": offline["gated"]["final"]["success"],
+        "ungated_final": offline["ungated"]["final"]["success"],
+    }
+
+
+def gate_summary(data: dict) -> dict:
+    """``seed_summary`` of every gate seed, and the pooled signature: the fraction of all
+    checks at which the acting policy is at or above imitation, the seeds whose accepted OPE is
+    monotone and the seeds whose ungated run regresses at least once."""
+    imitation = data["stages"]["imitation"]["success"]
+    offline = data["stages"]["offline"]
+    seeds = [seed_summary(o, imitation) for o in offline.get("seeds", [offline])]
+    checks = sum(s["checks"] for s in seeds)
+    at_least = sum(s["acting_at_least_imitation"] * s["checks"] for s in seeds)
+    return {
+        "seeds": seeds,
+        "acting_at_least_imitation": at_least / max(checks, 1),
+        "ope_monotone_seeds": sum(s["ope_monotone"] for s in seeds),
+        "ungated_regressing_seeds": sum(s["ungated_below_imitation"] > 0 for s in seeds),
+        "gated_final_mean": float(np.mean([s["gated_final"] for s in seeds])),
+        "ungated_final_mean": float(np.mean([s["ungated_final"] for s in seeds])),
     }
 
 
@@ -425,7 +496,7 @@ def report(data: dict) -> str:
     d = st["distilled"]
     g = gate_summary(data)
     lines = [
-        "## RL-100 on Push-T (state observations, one seed)",
+        f"## RL-100 on Push-T (state observations, reward: {data['args']['reward']})",
         "",
         "| stage | success | mean return |",
         "|---|---|---|",
@@ -447,48 +518,76 @@ def report(data: dict) -> str:
             else []
         ),
         "",
-        f"Gate: {g['accepted']} of {g['checks']} candidates accepted, OPE of the accepted "
-        f"{'monotone' if g['ope_monotone'] else 'not monotone'}; the acting policy's real "
-        f"success >= imitation at {100 * g['acting_at_least_imitation']:.0f}% of the checks; "
-        f"ungated candidates below imitation at {g['ungated_below_imitation']} checks (lowest "
-        f"{g['ungated_min_success']:.2f}). Distilled keeps {100 * d['kept_fraction']:.0f}% of "
-        "the online policy's success (latency: `benchmarks.diffusion_latency`). Plot: "
-        "`benchmarks/results/rl100_gate.png`; wall time "
+        f"Gate over {len(g['seeds'])} seeds (offline stage from the same imitation policy): "
+        f"the acting policy's real success >= imitation at "
+        f"{100 * g['acting_at_least_imitation']:.0f}% of all checks; accepted OPE monotone in "
+        f"{g['ope_monotone_seeds']} seeds; the ungated run falls below imitation at least once "
+        f"in {g['ungated_regressing_seeds']} seeds. Final success, mean over seeds: gated "
+        f"{g['gated_final_mean']:.2f}, ungated {g['ungated_final_mean']:.2f}. Distilled keeps "
+        f"{100 * d['kept_fraction']:.0f}% of the online policy's success (latency: "
+        "`benchmarks.diffusion_latency`). Plot: `benchmarks/results/rl100_gate.png`; wall time "
         f"{data['wall_s'] / 60:.0f} min.",
+        "",
+        "| gate seed | accepted / checks | accepted OPE monotone | acting >= imitation | "
+        "ungated checks below imitation (lowest) | final gated / ungated |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {i} | {x['accepted']} / {x['checks']} | {x['ope_monotone']} | "
+            f"{100 * x['acting_at_least_imitation']:.0f}% | {x['ungated_below_imitation']} "
+            f"({x['ungated_min_success']:.2f}) | {x['gated_final']:.2f} / "
+            f"{x['ungated_final']:.2f} |"
+            for i, x in enumerate(g["seeds"])
+        ),
     ]
     return "\n".join(lines)
 
 
 def _plot(report: dict, path) -> None:
+    """OPE of the gated candidates per seed (accepted starred); the acting policy's real
+    success, gated vs ungated, mean and 95% interval over seeds; each seed's candidates."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from scipy import stats
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    imitation = report["stages"]["imitation"]
-    panels = (
-        ("ope", "AM-Q score", "OPE"),
-        ("real_success", "success rate", "real success"),
-        ("real_return", "mean return", "real return"),
-    )
-    for ax, (field, ylabel, title) in zip(axes, panels, strict=True):
+    offline = report["stages"]["offline"]
+    seeds = offline.get("seeds", [offline])
+    imitation = report["stages"]["imitation"]["success"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for i, o in enumerate(seeds):
+        rows = o["gated"]["history"]
+        line = axes[0].plot([r["update"] for r in rows], [r["ope"] for r in rows], "-o", ms=3)
+        acc = [r for r in rows if r["accepted"]]
+        axes[0].plot([r["update"] for r in acc], [r["ope"] for r in acc], "k*", ms=8)
         for name, style in (("gated", "-o"), ("ungated", "--s")):
-            rows = report["stages"]["offline"][name]["history"]
-            x = [r["update"] for r in rows]
-            ax.plot(x, [r[field] for r in rows], style, label=f"{name}: candidate")
-            if name == "gated":
-                acc = [r for r in rows if r["accepted"]]
-                ax.plot(
-                    [r["update"] for r in acc],
-                    [r[field] for r in acc],
-                    "k*",
-                    markersize=9,
-                    label="accepted",
-                )
-        if field != "ope":
-            ax.axhline(imitation[field.split("_")[1]], color="grey", lw=1, label="imitation")
-        ax.set(xlabel="offline PPO updates", ylabel=ylabel, title=title)
+            rows = o[name]["history"]
+            axes[2].plot(
+                [r["update"] for r in rows],
+                [r["real_success"] for r in rows],
+                style,
+                color=line[0].get_color(),
+                ms=3,
+                label=f"seed {i} {name}",
+            )
+    axes[0].set(xlabel="offline PPO updates", ylabel="AM-Q score", title="OPE (gated; * accepted)")
+    x = [r["update"] for r in seeds[0]["gated"]["history"]]
+    for name, style in (("gated", "-o"), ("ungated", "--s")):
+        acting = np.array([_acting(o[name]["history"], name == "gated") for o in seeds])
+        mean = acting.mean(0)
+        axes[1].plot(x, mean, style, label=f"{name}: acting policy")
+        if len(seeds) > 1:
+            half = stats.t.ppf(0.975, len(seeds) - 1) * acting.std(0, ddof=1)
+            half = half / np.sqrt(len(seeds))
+            axes[1].fill_between(x, mean - half, mean + half, alpha=0.2)
+    axes[1].set(
+        xlabel="offline PPO updates",
+        ylabel="success rate",
+        title=f"real success, mean and 95% CI over {len(seeds)} seeds",
+    )
+    axes[2].set(xlabel="offline PPO updates", ylabel="success rate", title="candidates per seed")
+    for ax in axes[1:]:
+        ax.axhline(imitation, color="grey", lw=1, label="imitation")
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

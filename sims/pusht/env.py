@@ -55,6 +55,9 @@ class PushTConfig:
     goal_pose: tuple[float, float, float] = (256.0, 256.0, math.pi / 4)  # px, px, rad
     success_threshold: float = 0.95  # coverage above which the episode succeeds
     terminate_on_success: bool = True  # the benchmark ends the episode at success
+    # "coverage": the benchmark's dense clip(coverage / threshold) per step; "success": sparse,
+    # 1 at the step that succeeds and 0 otherwise (the binary task reward RL-100 trains with).
+    reward: str = "coverage"
     episode_length: int = 300  # control steps (the benchmark's max_steps)
     init_agent_range: tuple[float, float] = (50.0, 450.0)  # px, integer draws in [low, high)
     init_block_range: tuple[float, float] = (100.0, 400.0)  # px, integer draws in [low, high)
@@ -71,6 +74,10 @@ class PushTConfig:
     def __post_init__(self) -> None:
         if self.obs not in ("state", "image"):
             raise ValueError(f"PushTConfig.obs must be 'state' or 'image', got {self.obs!r}")
+        if self.reward not in ("coverage", "success"):
+            raise ValueError(
+                f"PushTConfig.reward must be 'coverage' or 'success', got {self.reward!r}"
+            )
 
 
 # Benchmark colours (pygame's named colours), RGB in [0, 1].
@@ -201,9 +208,13 @@ class PushT:
         phys = physics.control_step(self.geometry, state.params, state.physics, target)
         cov = self.coverage(phys)
         success = cov > c.success_threshold
+        if c.reward == "success":
+            reward = success.astype(jnp.float32)
+        else:
+            reward = jnp.clip(cov / c.success_threshold, 0.0, 1.0)
         return state.replace(
             obs=self.observe(phys, state.params),
-            reward=jnp.clip(cov / c.success_threshold, 0.0, 1.0),
+            reward=reward,
             terminated=jnp.logical_and(success, c.terminate_on_success),
             truncated=jnp.zeros((), bool),
             physics=phys,

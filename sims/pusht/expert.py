@@ -231,6 +231,7 @@ def collect_demonstrations(
     expert_config: ExpertConfig | None = None,
     parameter_set: dict | None = None,
     episode_length: int | None = None,
+    action_noise: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Rolls the expert out in ``num_episodes`` episodes batched with ``vmap``.
 
@@ -245,6 +246,9 @@ def collect_demonstrations(
       expert_config: the expert's tuning.
       parameter_set: a ``PARAMETER_SETS`` entry to randomise each episode with, or None.
       episode_length: T, default the env's (300).
+      action_noise: px, std of Gaussian noise added to the action the env executes (DART's
+        noise injection, Laskey et al. 2017); the recorded action stays the expert's clean
+        one, so the data shows how to recover from the states that imitation errors reach.
     Returns:
       numpy arrays: ``obs [N, T, 5]`` state (or a dict with ``"state"`` and ``"pixels"
       [N, T, H, W, 3]`` uint8), the observation before each action; ``actions [N, T, 2]`` (px);
@@ -263,11 +267,12 @@ def collect_demonstrations(
         params = None if randomize is None else randomize(k_params, env.default_params())
         return env.reset(k_reset, params), jnp.zeros((), bool)
 
-    def advance(state, done):
+    def advance(state, done, k_noise):
         obs_t = state.obs
         state_obs = obs_t["state"] if isinstance(obs_t, dict) else obs_t
         action = jnp.where(done, state_obs[:2], expert_action(state_obs, cfg, expert_config))
-        new = env.step(state, action)
+        executed = action + action_noise * jax.random.normal(k_noise, action.shape)
+        new = env.step(state, executed)
         new = jax.tree.map(lambda a, b: jnp.where(done, a, b), state, new)
         out = {
             "obs": obs_t,
@@ -280,9 +285,11 @@ def collect_demonstrations(
 
     state, done = jax.jit(jax.vmap(start))(jax.random.split(key, num_episodes))
     advance = jax.jit(jax.vmap(advance))
+    noise_key = jax.random.fold_in(key, 1)
     steps = []
-    for _ in range(length):
-        state, done, out = advance(state, done)
+    for t in range(length):
+        k_noise = jax.random.split(jax.random.fold_in(noise_key, t), num_episodes)
+        state, done, out = advance(state, done, k_noise)
         steps.append(jax.device_get(out))
     traj = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *steps)
     traj["lengths"] = traj["valid"].sum(axis=1).astype(np.int32)

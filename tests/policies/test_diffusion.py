@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -144,6 +145,35 @@ def test_image_policy_trains_and_samples(key):
     shifted = random_shift(jax.random.PRNGKey(3), obs["pixels"])
     assert shifted.shape == obs["pixels"].shape and shifted.dtype == jnp.uint8
     assert not np.array_equal(np.asarray(shifted), np.asarray(obs["pixels"]))
+
+
+def test_image_imitation_on_the_host_loop_matches_the_scan(key):
+    """``imitate`` runs image updates one jitted call each on a CPU (convolutions in a loop are
+    slow there); the result is the scan's."""
+    from robotrl.train import rl100
+
+    cfg = DiffusionConfig(encoder="image", horizon=4, action_steps=2, width=32, depth=1)
+    cfg = dataclasses.replace(cfg, batch_size=8)
+    policy = DiffusionPolicy(cfg, state_dim=5, action_dim=2)
+    k1, k2, k3 = jax.random.split(key, 3)
+    obs = {
+        "state": np.asarray(jax.random.uniform(k1, (2, 10, 5)) * 512),
+        "pixels": np.asarray(jax.random.randint(k2, (2, 10, 24, 24, 3), 0, 255), np.uint8),
+    }
+    actions = np.asarray(jax.random.uniform(k3, (2, 10, 2)) * 512)
+    demos = data.from_episodes(obs, actions, np.array([10, 7]))
+    norm = Normalizer.fit(obs["state"], actions)
+    state = policy.init(key, norm, image_size=24)
+    rows = {}
+    run = lambda host: rl100.imitate(
+        policy, state, demos, k1, 6, 3, lambda i, r: rows.setdefault(host, []).append(r), host
+    )
+    host, scan = run(True), run(False)
+    diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), host.params, scan.params)
+    assert max(jax.tree.leaves(diff)) < 1e-4
+    assert int(host.step) == int(scan.step) == 6
+    for a, b in zip(rows[True], rows[False], strict=True):
+        assert a["diffusion/loss"] == pytest.approx(b["diffusion/loss"], rel=1e-4)
 
 
 @pytest.mark.parametrize("state_hidden", [(), (16,)])

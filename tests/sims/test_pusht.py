@@ -218,6 +218,22 @@ def test_reward_and_termination_at_the_goal(start, step):
     assert float(far.reward) == 0.0 and not bool(far.terminated) and not bool(far.truncated)
 
 
+def test_sparse_success_reward_pays_only_at_the_success_step():
+    sparse = PushT(PushTConfig(reward="success"))
+    reset_to, step = jax.jit(sparse.reset_to), jax.jit(sparse.step)
+    k, agent = jax.random.PRNGKey(0), jnp.array([60.0, 60.0])
+    near = np.asarray(GOAL) + np.array([12.0, 0.0, 0.0], np.float32)  # coverage ~0.9
+    state = step(reset_to(k, agent, jnp.asarray(near)), agent)
+    assert 0.5 < float(state.metrics["coverage"]) < 0.95
+    assert float(state.reward) == 0.0 and not bool(state.terminated)
+    dense = PushT().step(PushT().reset_to(k, agent, jnp.asarray(near)), agent)
+    assert float(dense.reward) > 0.5  # the benchmark's reward pays for the same state
+    done = step(reset_to(k, agent, jnp.asarray(GOAL)), agent)
+    assert float(done.reward) == 1.0 and bool(done.terminated)
+    with pytest.raises(ValueError, match="reward"):
+        PushTConfig(reward="dense")
+
+
 def test_image_shows_the_pusher_and_the_block_in_their_colours():
     env = PushT(PushTConfig(obs="image"))
     state = jax.jit(env.reset_to)(
@@ -258,6 +274,21 @@ def test_expert_solves_most_episodes():
     for i in np.nonzero(lengths < 300)[0]:
         np.testing.assert_array_equal(demos["obs"][i, -1], demos["obs"][i, lengths[i]])
         assert demos["rewards"][i, lengths[i] :].sum() == 0.0
+
+
+def test_expert_action_noise_perturbs_the_executed_actions_not_the_labels():
+    from sims.pusht.expert import expert_action
+
+    clean = collect_demonstrations(jax.random.PRNGKey(0), 4, episode_length=40)
+    again = collect_demonstrations(jax.random.PRNGKey(0), 4, episode_length=40, action_noise=0.0)
+    np.testing.assert_array_equal(clean["actions"], again["actions"])  # noise 0: unchanged
+    noisy = collect_demonstrations(jax.random.PRNGKey(0), 4, episode_length=40, action_noise=20.0)
+    np.testing.assert_array_equal(noisy["obs"][:, 0], clean["obs"][:, 0])  # same starts
+    assert np.abs(noisy["obs"][:, 10:, :2] - clean["obs"][:, 10:, :2]).max() > 5.0
+    # Every recorded action is the expert's clean action at the recorded state.
+    valid = noisy["valid"]
+    labels = jax.vmap(lambda o: expert_action(o, PushTConfig()))(noisy["obs"][valid])
+    np.testing.assert_allclose(noisy["actions"][valid], np.asarray(labels), atol=1e-3)
 
 
 def test_config_rejects_unknown_obs_mode():
