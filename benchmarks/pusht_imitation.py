@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = parser.parse_args([] if argv is None else argv)
 
+    from benchmarks.rl100_study import POLICY
     from policies.diffusion import data
     from policies.diffusion.policy import DiffusionConfig, DiffusionPolicy
     from robotrl.train import rl100
@@ -64,8 +65,6 @@ def main(argv: list[str] | None = None) -> dict:
         jax.random.PRNGKey(0), args.demos, obs=args.encoder, action_noise=args.action_noise
     )
     demos = data.from_episodes(raw["obs"], raw["actions"], raw["lengths"])
-    from benchmarks.rl100_study import POLICY
-
     chosen = {
         "obs_horizon": args.obs_horizon,
         "action_steps": args.action_steps,

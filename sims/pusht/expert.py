@@ -271,8 +271,11 @@ def collect_demonstrations(
         obs_t = state.obs
         state_obs = obs_t["state"] if isinstance(obs_t, dict) else obs_t
         action = jnp.where(done, state_obs[:2], expert_action(state_obs, cfg, expert_config))
-        executed = action + action_noise * jax.random.normal(k_noise, action.shape)
-        new = env.step(state, executed)
+        if action_noise:
+            action_taken = action + action_noise * jax.random.normal(k_noise, action.shape)
+        else:
+            action_taken = action
+        new = env.step(state, action_taken)
         new = jax.tree.map(lambda a, b: jnp.where(done, a, b), state, new)
         out = {
             "obs": obs_t,
@@ -284,12 +287,16 @@ def collect_demonstrations(
         return new, jnp.logical_or(done, new.terminated), out
 
     state, done = jax.jit(jax.vmap(start))(jax.random.split(key, num_episodes))
-    advance = jax.jit(jax.vmap(advance))
     noise_key = jax.random.fold_in(key, 1)
+
+    @jax.jit
+    def advance_all(state, done, t):
+        k_noise = jax.random.split(jax.random.fold_in(noise_key, t), num_episodes)
+        return jax.vmap(advance)(state, done, k_noise)
+
     steps = []
     for t in range(length):
-        k_noise = jax.random.split(jax.random.fold_in(noise_key, t), num_episodes)
-        state, done, out = advance(state, done, k_noise)
+        state, done, out = advance_all(state, done, t)
         steps.append(jax.device_get(out))
     traj = jax.tree.map(lambda *xs: np.stack(xs, axis=1), *steps)
     traj["lengths"] = traj["valid"].sum(axis=1).astype(np.int32)
