@@ -6,7 +6,9 @@
 Every ``ctrl_dt / rate_factor`` seconds of wall time (real time at factor 1) the env steps with
 the latest action received (zero-order hold: a late policy repeats its last command, as on a
 robot) and publishes the next observation, labelled with the env's ``obs_layout``, the layout
-the bundle carries. Before the first action arrives the env's safe action is applied. Actions
+the bundle carries. The simulation starts once a node publishes on the action topic (a policy
+node takes seconds to start; ``--wait-for-policy`` bounds the wait); before the first action
+arrives the env's safe action is applied. Actions
 are assembled by name from the env's ``action_layout`` and clipped to the action bounds.
 
 The simulated time is published on ``/clock`` (``rosgraph_msgs/Clock``) every step, so a policy
@@ -141,10 +143,14 @@ def make_bridge_class():
             obs_topic: str = "observation",
             action_topic: str = "action",
             name: str = "robotrl_sim_bridge",
+            wait_for_policy: bool = True,
             **kwargs: Any,
         ):
             super().__init__(name, **kwargs)
             self.sim = sim
+            self.action_topic = action_topic
+            # the simulation holds its first state until a policy publishes actions
+            self.started = not wait_for_policy
             self.obs_fields = Layout(sim.spec.obs_layout).fields
             self.action_layout = Layout(sim.spec.action_layout)
             self.action = sim.safe.copy()
@@ -187,6 +193,10 @@ def make_bridge_class():
             if self.sim.finished:
                 self.timer.cancel()
                 return
+            if not self.started:
+                self.started = self.count_publishers(self.action_topic) > 0
+                if not self.started:
+                    return
             summary = self.sim.step(self.action)
             self.sim_steps += 1
             ns = self.sim_steps * round(float(self.sim.spec.ctrl_dt) * 1e9)
@@ -222,6 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--obs-topic", default="observation")
     parser.add_argument("--action-topic", default="action")
     parser.add_argument("--out", help="write the episodes' results here (JSON)")
+    parser.add_argument(
+        "--wait-for-policy",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="start the simulation when a node publishes actions; fail after this long",
+    )
     args, ros_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -243,17 +260,30 @@ def main(argv: list[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     start = time.monotonic()
+    waited = False
     try:
         while stop["signal"] is None and not sim.finished:
             executor.spin_once(timeout_sec=0.05)
+            if not node.started and time.monotonic() - start > args.wait_for_policy:
+                waited = True
+                break
     finally:
         node.destroy_node()
         rclpy.shutdown()
+    if waited:
+        print(
+            f"robotrl sim-bridge: error: no node published on {node.action_topic!r} within "
+            f"{args.wait_for_policy:g} s (--wait-for-policy); is the policy node running on "
+            "this ROS_DOMAIN_ID?",
+            file=sys.stderr,
+        )
+        return 1
     rate = [r["success"] for r in sim.results if r["success"] is not None]
     summary = {
         "episodes": len(sim.results),
         "success_rate": float(np.mean(rate)) if rate else None,
         "mean_return": float(np.mean([r["return"] for r in sim.results])) if sim.results else None,
+        "sim_steps": node.sim_steps,
         "actions_received": node.actions_received,
         "wall_s": time.monotonic() - start,
         "results": sim.results,

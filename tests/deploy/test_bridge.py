@@ -87,12 +87,15 @@ def test_hover_policy_flies_the_bridged_simulator_as_in_process(hover_run, tmp_p
     over_ros = np.array([r["success"] for r in result["results"]])
     print(
         f"hover over ROS: {over_ros.mean():.0%} of {EPISODES} episodes, in process "
-        f"{in_process.success_rate:.0%}; {result['actions_received']} actions in "
+        f"{in_process.success_rate:.0%}; {result['actions_received']} actions for {result['sim_steps']} sim steps in "
         f"{result['wall_s']:.1f} s; node: {node_out.strip().splitlines()[-1]}"
     )
     assert result["episodes"] == EPISODES
-    # One action per node tick (100 Hz x FACTOR); a loaded machine drops a few ticks.
-    assert result["actions_received"] >= 0.75 * EPISODES * 500
+    # The sim steps until each episode ends (a crash ends it early).
+    assert result["sim_steps"] == sum(r["length"] for r in result["results"])
+    # One action per node tick at the sim's rate (100 Hz x FACTOR); a loaded machine drops a
+    # few ticks.
+    assert result["actions_received"] >= 0.75 * result["sim_steps"]
     # A tick of transport latency and zero-order hold: the same episodes hover, but a
     # borderline one may flip.
     assert np.mean(over_ros == in_process.success) >= 0.75
@@ -221,3 +224,32 @@ def test_node_follows_the_simulators_clock(ros, tmp_path):
     assert steps > 50
     assert 0.8 * steps <= ticks <= 1.2 * steps + 2
     assert abs(diag["period_ms_p50"] - 10.0) < 0.5
+
+
+def test_bridge_without_a_policy_node_fails_with_one_line(domain_id, tmp_path):
+    """No node publishes actions: the simulation never starts, and after ``--wait-for-policy``
+    the bridge exits 1 with one error line and writes no results."""
+    out = tmp_path / "none.json"
+    bridge = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robotrl",
+            "sim-bridge",
+            "quadrotor",
+            "--action-topic",
+            "nobody_publishes_here",
+            "--wait-for-policy",
+            "1",
+            "--out",
+            str(out),
+        ],
+        env=_env(domain_id),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bridge.returncode == 1
+    lines = bridge.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no node published on 'nobody_publishes_here'" in lines[0], lines
+    assert not out.exists()
