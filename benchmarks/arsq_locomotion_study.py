@@ -13,10 +13,9 @@ All from the project's own policies (nothing downloaded):
        arsq        auto-regressive soft Q over coarse-to-fine bins (``algo.name: arsq``)
        factorized  CQN's decoupled per-dimension Q (``algo.factorized: true``)
        sac         SAC
-     and, only when named in ``--variants`` (not run by default):
-       arsq_ln     ARSQ with LayerNorm in its advantage and value nets
-                   (``algo.critic_layer_norm: true``, as RLPD's critics), a check on whether
-                   ARSQ's critic diverges without it
+     and, only when named in ``--variants`` (not run by default), the ablation of the
+     LayerNorm that ARSQ's advantage and value nets have by default (as CQN's critic):
+       arsq_no_ln, factorized_no_ln   ``algo.critic_layer_norm: false``
 Every ``--eval-every`` steps: each seed's deterministic eval return.
 
 Results: ``benchmarks/out/arsq_locomotion_study.json``, plot
@@ -56,7 +55,7 @@ from benchmarks.common import ROOT, machine, save
 RESULTS = ROOT / "benchmarks" / "results"
 NAME = "arsq_locomotion_study"
 VARIANTS = ("arsq", "factorized", "sac")  # the default set
-EXTRA_VARIANTS = ("arsq_ln",)
+EXTRA_VARIANTS = ("arsq_no_ln", "factorized_no_ln")
 
 
 def _train(cfg: dict, out: Path) -> Path:
@@ -145,10 +144,10 @@ def variant_config(args: argparse.Namespace, variant: str, dataset: Path) -> dic
         algo = {"name": "sac", "actor_hidden": hidden, "critic_hidden": hidden}
     else:
         algo = {"name": "arsq", "critic_hidden": hidden, "alpha": args.alpha}
-        if variant == "factorized":
+        if variant.startswith("factorized"):
             algo["factorized"] = True
-        if variant == "arsq_ln":
-            algo["critic_layer_norm"] = True
+        if variant.endswith("_no_ln"):
+            algo["critic_layer_norm"] = False
     algo["batch_size"] = args.batch_size
     return {
         "name": f"{NAME}_{variant}",

@@ -6,13 +6,16 @@ All data from the project (nothing downloaded):
   2. offline RL: rollouts of the imitation policy (stochastic sampler) + the demonstrations
      train an IQL critic and a dynamics ensemble; PPO over the denoising steps on dataset
      states, AM-Q scored every ``ope_every`` updates; gated (the reference moves only when the
-     score improves) and ungated (it always moves), both from the same start; at every check
+     score improves by ``--ope-z`` paired standard errors; AM-Q reads a second critic fitted on
+     a bootstrap resample, ``--ope-critic``; RL-100: 0 and the PPO critic) and ungated (it
+     always moves), both from the same start; at every check
      the candidate's real success is measured too. This stage runs with ``--gate-seeds``
      seeds (its own rollouts, critic, dynamics and PPO noise each) from the one imitation
      policy, for the gate's signature with intervals;
   3. online RL: PPO over the denoising steps with GAE, from the gated offline result;
   4. distillation: a one-step student of the final policy, trained on the demonstration
-     states and the states the teacher visits; its success (latency:
+     states and the states the teacher visits, then ``--dagger-rounds`` rounds that add the
+     states the student visits (teacher-labelled); its success (latency:
      ``benchmarks/diffusion_latency.py``; open-loop agreement: ``rl100_distill_check.py``).
 Each stage's policy is checkpointed (orbax) and written as a ``PolicyBundle`` (``<stage>.rlb``,
 the zero-noise policy: a numpy DDIM program for the K-step stages, a layer program for the
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import shutil
 import sys
@@ -72,9 +76,30 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes")
     parser.add_argument("--offline-updates", type=int, default=500)
     parser.add_argument("--offline-lr", type=float, default=1e-5, help="RL-100: 1e-5")
+    parser.add_argument(
+        "--ope-critic",
+        choices=("independent", "shared"),
+        default="independent",
+        help="the critic AM-Q reads: shared (RL-100: the one PPO's advantage reads) or "
+        "independent (a second critic on a bootstrap resample of the same data)",
+    )
+    parser.add_argument(
+        "--ope-z",
+        type=float,
+        default=2.0,
+        help="accept a candidate when its AM-Q gain beats this many paired standard errors "
+        "(RL-100: 0)",
+    )
     parser.add_argument("--online-iterations", type=int, default=10)
     parser.add_argument("--distill-steps", type=int, default=15_000)
     parser.add_argument("--distill-lr", type=float, default=3e-4)
+    parser.add_argument(
+        "--dagger-rounds",
+        type=int,
+        default=2,
+        help="distillation rounds that add the states the one-step student visits (teacher "
+        "labels), each --distill-steps more steps",
+    )
     parser.add_argument(
         "--reuse-imitation",
         action="store_true",
@@ -238,6 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
         dynamics_steps=500 if args.quick else 5_000,
         ppo=diffusion_ppo.DiffusionPPOConfig(lr=args.offline_lr),
         updates=args.offline_updates,
+        ope_z=args.ope_z,
     )
     starts = obs["state"]  # every demonstration step's history [S, To, O]
 
@@ -259,7 +285,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     def offline_seed(seed: int) -> tuple[dict, object]:
         """Rollouts of the imitation policy, critic, dynamics and gated/ungated PPO, one seed."""
-        k_roll, k_critic, k_dyn, k_off = jax.random.split(jax.random.fold_in(k_off_all, seed), 4)
+        k_roll, k_critic, k_dyn, k_off, k_ope = jax.random.split(
+            jax.random.fold_in(k_off_all, seed), 5
+        )
         rollouts = stochastic_rollouts(state.ema_params, k_roll)
         transitions = rl100.concat(
             rl100.demo_transitions(
@@ -278,6 +306,20 @@ def main(argv: list[str] | None = None) -> dict:
             f"{float(rollouts.success.mean()):.3f}); critic {critic_metrics}; dynamics "
             f"{dyn_metrics}"
         )
+        ope_q = None  # RL-100: AM-Q reads the critic that PPO's advantage reads
+        if args.ope_critic == "independent":
+            # A second critic, fitted on a bootstrap resample with its own initialisation:
+            # PPO exploits the first critic's errors, which this one does not share.
+            k_boot, k_fit = jax.random.split(k_ope)
+            n = transitions.reward.shape[0]
+            resample = jax.tree.map(
+                lambda x: x[jax.random.randint(k_boot, (n,), 0, n)], transitions
+            )
+            ope_critic, ope_metrics = rl100.fit_critic(
+                spec, resample, off_cfg.critic, off_cfg.critic_steps, k_fit
+            )
+            ope_q = ope_critic.q
+            log(f"seed {seed}: OPE critic {ope_metrics}")
         model = lambda s, a, k: dyn.predict(dyn_state, s, a, k)
         result, gated_state = {"rollout_success": float(rollouts.success.mean())}, None
         for name, gated in (("gated", True), ("ungated", False)):
@@ -291,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
                 dataclasses.replace(off_cfg, gate=gated),
                 k_off,
                 on_check=real,
+                ope_q=ope_q,
             )
             result[name] = {"history": out.history, "final": evaluate(out.policy_state)}
             if gated:
@@ -359,37 +402,47 @@ def _distill_stage(
 ):
     """Stage 4: the one-step student, trained on the demonstration states and on the states the
     teacher visits itself (its own rollouts: a student trained on demonstration states alone
-    meets states it never saw as soon as the teacher's closed loop leaves them)."""
+    meets states it never saw as soon as the teacher's closed loop leaves them), then for
+    ``--dagger-rounds`` rounds also on the states the student visits (DAgger: the teacher
+    labels them; the student's own small errors lead it where the teacher never goes)."""
     from robotrl.train import rl100
 
     start = time.perf_counter()
     cfg, norm = policy.cfg, online_state.norm
     k_roll, k_dist = jax.random.split(key)
-    visits = jax.jit(
-        lambda params, k: rl100.rollout(
-            env,
-            rl100.policy_act(policy, params, norm),
-            k,
-            args.demos,
-            cfg.obs_horizon,
-            cfg.action_steps,
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def visit(params, k, one_step):
+        act = rl100.policy_act(policy, params, norm, one_step)
+        out = rl100.rollout(env, act, k, args.demos, cfg.obs_horizon, cfg.action_steps)
+        return out.obs["state"], out.alive
+
+    def visited(params, k, one_step=False):
+        hist, alive = visit(params, k, one_step)
+        return hist[np.asarray(alive)]  # [decisions, To, O]
+
+    teacher_visits = visited(online_state.ema_params, k_roll)
+    states = jnp.concatenate([starts, teacher_visits], axis=0)
+    log(f"distillation on {starts.shape[0]} demonstration + {teacher_visits.shape[0]} visits")
+    distill_cfg = rl100.DistillConfig(steps=args.distill_steps, lr=args.distill_lr)
+    student, distill_metrics = rl100.distill(policy, online_state, states, distill_cfg, k_dist)
+    rounds = [{"round": 0, "states": int(states.shape[0]), **evaluate(online_state, student)}]
+    log(f"  distilled, round 0: {rounds[-1]}")
+    for r in range(1, args.dagger_rounds + 1):
+        k_roll, k_dist = jax.random.split(jax.random.fold_in(key, r))
+        states = jnp.concatenate([states, visited(student, k_roll, True)], axis=0)
+        student, distill_metrics = rl100.distill(
+            policy, online_state, states, distill_cfg, k_dist, init=student
         )
-    )(online_state.ema_params, k_roll)
-    visited = visits.obs["state"][np.asarray(visits.alive)]  # [decisions, To, O]
-    states = jnp.concatenate([starts, visited], axis=0)
-    log(f"distillation on {starts.shape[0]} demonstration + {visited.shape[0]} visited states")
-    student, distill_metrics = rl100.distill(
-        policy,
-        online_state,
-        states,
-        rl100.DistillConfig(steps=args.distill_steps, lr=args.distill_lr),
-        k_dist,
-    )
+        success = evaluate(online_state, student)
+        rounds.append({"round": r, "states": int(states.shape[0]), **success})
+        log(f"  DAgger round {r}: {rounds[-1]}")
     online = report["stages"]["online"]
     distilled = {
         **evaluate(online_state, student),
         **distill_metrics,
         "distill_states": int(states.shape[0]),
+        "rounds": rounds,
     }
     checkpoint("distilled", student, {"stage": "distilled", **distilled})
     distilled["kept_fraction"] = distilled["success"] / max(online["success"], 1e-9)

@@ -68,7 +68,7 @@ class ARSQConfig:
     factorized: bool = False  # True: CQN's per-dimension Q, no conditioning on other dims
     critic_hidden: tuple[int, ...] = (256, 256)  # hidden sizes of the advantage and value nets
     activation: str = "relu"
-    critic_layer_norm: bool = False  # LayerNorm after each hidden layer
+    critic_layer_norm: bool = True  # LayerNorm after each hidden layer (as CQN's critic)
     alpha: float = 0.01  # entropy temperature: soft backup, advantage normalisation, sampling
     batch_size: int = 256  # minibatch per gradient step
     utd: int = 1  # gradient steps per update call (the call consumes utd * batch_size)

@@ -362,7 +362,11 @@ class OfflineConfig:
     ope_horizon: int = 20  # H: imagined decisions per AM-Q rollout
     ope_batch: int = 256  # dataset start states per AM-Q score
     gate: bool = True  # False: the reference follows every M updates (the ungated ablation)
-    delta: float = 0.0  # accept when score > best + delta
+    delta: float = 0.0  # accept when score > best + delta (+ ope_z standard errors)
+    # The paired standard error of the score's gain over the best accepted policy (the same
+    # start states and noise; per start state): ope_z > 0 asks for a gain of ope_z SEs beyond
+    # delta, so noise in the OPE alone does not replace the reference. RL-100: 0.
+    ope_z: float = 0.0
     gamma: float = 0.99  # per env step; decisions discount gamma ** action_steps
 
     def __post_init__(self) -> None:
@@ -439,7 +443,8 @@ def amq_score(
 ) -> jax.Array:
     """AM-Q: the mean of ``q`` along ``horizon``-decision rollouts of the stochastic policy in a
     model ``step(obs_flat, action, key) -> next obs_flat``, from state histories ``start [B,
-    To, O]`` (undiscounted, as RL-100's code does)."""
+    To, O]`` (undiscounted, as RL-100's code does). Per start state: ``[B]``; the score is
+    their mean."""
     n = policy.cfg.action_steps
     shape = start.shape
 
@@ -450,10 +455,10 @@ def amq_score(
         flat = flat_history(norm, hist)
         value = q(flat, action)
         nxt = norm.unstate(step(flat, action, k_model).reshape(shape))
-        return nxt, value.mean()
+        return nxt, value
 
     _, values = jax.lax.scan(one, start, jax.random.split(key, horizon))
-    return values.mean()
+    return values.mean(axis=0)
 
 
 def gate(score: float, best: float, delta: float) -> bool:
@@ -517,20 +522,26 @@ def offline_improve(
     k_score, key = jax.random.split(key)
     ref = state.ema_params
     params, opt_state = ref, opt.init(ref)
-    best = float(score(ref, k_score))  # every check scores on the same start states and noise
+    # every check scores on the same start states and noise: gains are paired per start state
+    best_scores = np.asarray(score(ref, k_score))
+    best = float(best_scores.mean())
     history = [{"update": 0, "ope": best, "best": best, "accepted": True}]
     if on_check is not None:
         history[0].update(on_check(history[0], state))
     for i in range(cfg.updates // cfg.ope_every):
         key, k_block = jax.random.split(key)
         params, opt_state, metrics = block(params, opt_state, ref, k_block)
-        value = float(score(params, k_score))
-        accepted = gate(value, best, cfg.delta) if cfg.gate else True
+        scores = np.asarray(score(params, k_score))
+        value = float(scores.mean())
+        gain = scores - best_scores
+        se = float(gain.std(ddof=1) / np.sqrt(gain.size))
+        accepted = gate(value, best, cfg.delta + cfg.ope_z * se) if cfg.gate else True
         if accepted:
-            ref, best = params, (max(best, value) if cfg.gate else value)
+            ref, best, best_scores = params, value, scores
         row = {
             "update": (i + 1) * cfg.ope_every,
             "ope": value,
+            "ope_gain_se": se,
             "best": best,
             "accepted": accepted,
             **{k: float(v) for k, v in metrics.items()},
@@ -819,17 +830,19 @@ def distill(
     states: jax.Array,
     cfg: DistillConfig,
     key: PRNGKey,
+    init: Any = None,
 ) -> tuple[Any, dict]:
     """Consistency distillation: a one-step student (the teacher's encoder and a fresh
     ``StudentNet``, ``policy.init_student``) maps the teacher's starting noise and the
     observation to the teacher's K-step DDIM action chunk (MSE on the executed actions,
     normalised). ``states [S, To, O]``: dataset histories. Every tenth batch starts from zero
     noise, the deterministic action a bundle exports, so the student is trained where it is
-    deployed as well as around it."""
+    deployed as well as around it. ``init``: a student to go on training (a DAgger round on
+    states it visited itself) instead of a fresh one."""
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(cfg.lr))
     norm, n = teacher.norm, policy.cfg.action_steps
     k_init, key = jax.random.split(key)
-    student = policy.init_student(k_init, teacher.ema_params)
+    student = policy.init_student(k_init, teacher.ema_params) if init is None else init
 
     def loss(params, obs, noise, target):
         pred = policy.denoise_one_step(params, norm, obs, noise)

@@ -56,13 +56,16 @@ def fake_batch(n, spec=SPEC, seed=0):
 
 
 def np_mlp(params, x):
-    """A plain numpy forward of ``robotrl.nets.MLP`` (relu, no layer norm)."""
+    """A plain numpy forward of ``robotrl.nets.MLP`` (relu, LayerNorm where it has one)."""
     p = params["params"]
-    layers = sorted(p, key=lambda k: int(k.split("_")[1]))
+    layers = sorted((k for k in p if k.startswith("Dense_")), key=lambda k: int(k[6:]))
     x = np.asarray(x, np.float64)
     for i, name in enumerate(layers):
         x = x @ np.asarray(p[name]["kernel"], np.float64) + np.asarray(p[name]["bias"])
         if i < len(layers) - 1:
+            if f"LayerNorm_{i}" in p:
+                ln = p[f"LayerNorm_{i}"]
+                x = (x - x.mean()) / np.sqrt(x.var() + 1e-6) * ln["scale"] + ln["bias"]
             x = np.maximum(x, 0)
     return x
 

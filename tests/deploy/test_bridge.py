@@ -87,7 +87,8 @@ def test_hover_policy_flies_the_bridged_simulator_as_in_process(hover_run, tmp_p
     over_ros = np.array([r["success"] for r in result["results"]])
     print(
         f"hover over ROS: {over_ros.mean():.0%} of {EPISODES} episodes, in process "
-        f"{in_process.success_rate:.0%}; {result['actions_received']} actions for {result['sim_steps']} sim steps in "
+        f"{in_process.success_rate:.0%}; {result['actions_received']} actions for "
+        f"{result['sim_steps']} sim steps in "
         f"{result['wall_s']:.1f} s; node: {node_out.strip().splitlines()[-1]}"
     )
     assert result["episodes"] == EPISODES

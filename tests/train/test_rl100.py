@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -23,6 +24,48 @@ def test_gate_accepts_only_improvements_over_the_best():
         accepted.append(ok)
         best = max(best, score) if ok else best
     assert accepted == [True, False, True, False, False, True]
+
+
+def test_the_gate_asks_for_a_gain_beyond_ope_z_paired_standard_errors(key):
+    """The OPE agrees with the critic, so every candidate's score rises: RL-100's gate (ope_z
+    0) takes them all, a gate asking for an impossible number of standard errors none; in
+    between, a candidate is accepted exactly when its gain over the best beats ope_z times
+    the gain's paired standard error (the same start states and noise at every check)."""
+    import dataclasses
+
+    policy, state = _tiny_policy(key)
+    states = jax.random.uniform(key, (256, 1, 2), minval=-1, maxval=1)
+    cfg = rl100.OfflineConfig(
+        ppo=diffusion_ppo.DiffusionPPOConfig(lr=3e-3),
+        batch_size=64,
+        updates=40,
+        ope_every=10,
+        ope_horizon=2,
+        ope_batch=64,
+    )
+    same_state = lambda s, a, k: s
+    ope_q = lambda obs, action: action[:, 0]
+
+    def run(z):
+        out = rl100.offline_improve(
+            policy,
+            state,
+            _Critic(),
+            same_state,
+            states,
+            dataclasses.replace(cfg, ope_z=z),
+            jax.random.PRNGKey(1),
+            ope_q=ope_q,
+        )
+        return out.history
+
+    assert all(r["accepted"] for r in run(0.0))
+    assert not any(r["accepted"] for r in run(1e6)[1:])
+    history = run(20.0)
+    for before, row in itertools.pairwise(history):
+        assert row["ope_gain_se"] > 0
+        gained = row["ope"] - before["best"]
+        assert row["accepted"] == (gained > 20.0 * row["ope_gain_se"]), (row, before)
 
 
 def test_demo_transitions_discount_the_chunk_and_end_at_success():
@@ -149,6 +192,16 @@ def test_distilled_student_matches_the_teacher_in_one_step(key):
     assert err < 0.5 * float(jnp.abs(naive - target).mean())
     assert err < 0.1
     assert metrics["distill/loss_last"] < metrics["distill/loss_first"]
+    # A DAgger round goes on from the student (``init``): it starts where the first run ended.
+    _, again = rl100.distill(
+        policy,
+        teacher,
+        hist,
+        rl100.DistillConfig(steps=200, lr=3e-3),
+        jax.random.PRNGKey(4),
+        init=student,
+    )
+    assert again["distill/loss_first"] < 0.5 * metrics["distill/loss_first"]
 
 
 def test_rollout_runs_chunks_with_receding_horizon_on_push_t(key):
