@@ -72,7 +72,8 @@ def activation(name: str, x: np.ndarray) -> np.ndarray:
         c = np.float32(math.sqrt(2 / math.pi))
         return (0.5 * x * (1 + np.tanh(c * (x + np.float32(0.044715) * x**3)))).astype(np.float32)
     if name == "silu":
-        return (x / (1 + np.exp(-x))).astype(np.float32)
+        with np.errstate(over="ignore"):  # exp(-x) -> inf gives x / inf = -0, as in C
+            return (x / (1 + np.exp(-x))).astype(np.float32)
     raise BundleError(f"unknown activation {name!r}")
 
 
