@@ -439,7 +439,7 @@ def _distill_stage(
         log(f"  DAgger round {r}: {rounds[-1]}")
     online = report["stages"]["online"]
     distilled = {
-        **evaluate(online_state, student),
+        **{k: v for k, v in rounds[-1].items() if k not in ("round", "states")},  # the last round's
         **distill_metrics,
         "distill_states": int(states.shape[0]),
         "rounds": rounds,

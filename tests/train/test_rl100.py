@@ -35,14 +35,7 @@ def test_the_gate_asks_for_a_gain_beyond_ope_z_paired_standard_errors(key):
 
     policy, state = _tiny_policy(key)
     states = jax.random.uniform(key, (256, 1, 2), minval=-1, maxval=1)
-    cfg = rl100.OfflineConfig(
-        ppo=diffusion_ppo.DiffusionPPOConfig(lr=3e-3),
-        batch_size=64,
-        updates=40,
-        ope_every=10,
-        ope_horizon=2,
-        ope_batch=64,
-    )
+    cfg = _offline_config(updates=40)
     same_state = lambda s, a, k: s
     ope_q = lambda obs, action: action[:, 0]
 
@@ -106,6 +99,18 @@ def _tiny_policy(key):
     return policy, policy.init(key, norm)
 
 
+def _offline_config(updates):
+    """A tiny offline stage: an OPE check every 10 PPO updates, 64 start states."""
+    return rl100.OfflineConfig(
+        ppo=diffusion_ppo.DiffusionPPOConfig(lr=3e-3),
+        batch_size=64,
+        updates=updates,
+        ope_every=10,
+        ope_horizon=2,
+        ope_batch=64,
+    )
+
+
 class _Critic:
     """Q rewards a high action; V is 0."""
 
@@ -122,14 +127,7 @@ def test_the_gate_rejects_candidates_whose_ope_score_drops(key):
     ungated run takes every candidate."""
     policy, state = _tiny_policy(key)
     states = jax.random.uniform(key, (256, 1, 2), minval=-1, maxval=1)
-    cfg = rl100.OfflineConfig(
-        ppo=diffusion_ppo.DiffusionPPOConfig(lr=3e-3),
-        batch_size=64,
-        updates=30,
-        ope_every=10,
-        ope_horizon=2,
-        ope_batch=64,
-    )
+    cfg = _offline_config(updates=30)
     same_state = lambda s, a, k: s
     ope_q = lambda obs, action: -action[:, 0]
     gated = rl100.offline_improve(
