@@ -35,11 +35,16 @@ toolchain:
 demo: $(STAMP) toolchain
 	$(BIN)/python -m robotrl.demo
 
+# Two phases: every test not marked serial in two processes (whole files per process), then the
+# serial ones (ROS 2 real-time deadlines, the shared hover run) alone on the machine.
+PARALLEL ?= 2
 test: $(STAMP) toolchain
-	$(PYTEST) -q
+	$(PYTEST) -q -n $(PARALLEL) --dist loadfile -m "not serial"
+	$(PYTEST) -q -m serial
 
 test-fast: $(STAMP) toolchain
-	$(PYTEST) -q -m "not slow"
+	$(PYTEST) -q -n $(PARALLEL) --dist loadfile -m "not slow and not serial"
+	$(PYTEST) -q -m "serial and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

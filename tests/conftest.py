@@ -47,3 +47,14 @@ def hover_run(tmp_path_factory):
     run, _ = experiment.train(cfg, out=tmp_path_factory.mktemp("hover") / "quad")
     bundle_path = export_run(run.path, "bundle")["files"]["bundle"]
     return cfg, run, str(bundle_path)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``serial`` what must not share the CPU with another test process: the ROS 2 tests
+    (real-time deadlines over DDS: stale-data timeouts, e-stop latency, a node's start-up) and
+    the tests that read the session's ``hover_run`` (trained once, a few minutes). `make test`
+    runs everything else in two processes (pytest-xdist, whole files per process, so module
+    fixtures are built once), then these alone."""
+    for item in items:
+        if "tests/deploy/" in item.nodeid or "hover_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.serial)
