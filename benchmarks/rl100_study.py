@@ -7,7 +7,8 @@ All data from the project (nothing downloaded):
      train an IQL critic and a dynamics ensemble; PPO over the denoising steps on dataset
      states, AM-Q scored every ``ope_every`` updates; gated (the reference moves only when the
      score improves by ``--ope-z`` paired standard errors; AM-Q reads a second critic fitted on
-     a bootstrap resample, ``--ope-critic``; RL-100: 0 and the PPO critic) and ungated (it
+     the half of the episodes PPO's critic never sees, ``--ope-critic``, to the mean return,
+     ``--ope-expectile``; RL-100: 0 and the PPO critic) and ungated (it
      always moves), both from the same start; at every check
      the candidate's real success is measured too. This stage runs with ``--gate-seeds``
      seeds (its own rollouts, critic, dynamics and PPO noise each) from the one imitation
@@ -78,10 +79,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--offline-lr", type=float, default=1e-5, help="RL-100: 1e-5")
     parser.add_argument(
         "--ope-critic",
-        choices=("independent", "shared"),
-        default="independent",
-        help="the critic AM-Q reads: shared (RL-100: the one PPO's advantage reads) or "
-        "independent (a second critic on a bootstrap resample of the same data)",
+        choices=("heldout", "independent", "shared"),
+        default="heldout",
+        help="the critic AM-Q reads: shared (RL-100: the one PPO's advantage reads), "
+        "independent (a second critic on a bootstrap resample of the same data) or heldout "
+        "(PPO's critic on half the episodes, AM-Q's on the other half)",
     )
     parser.add_argument(
         "--ope-z",
@@ -89,6 +91,20 @@ def main(argv: list[str] | None = None) -> dict:
         default=2.0,
         help="accept a candidate when its AM-Q gain beats this many paired standard errors "
         "(RL-100: 0)",
+    )
+    parser.add_argument(
+        "--ope-horizon",
+        type=int,
+        default=20,
+        help="AM-Q's imagined decisions per rollout (RL-100: 20); 1 reads the critic at the "
+        "dataset states alone, without the dynamics model",
+    )
+    parser.add_argument(
+        "--ope-expectile",
+        type=float,
+        default=0.5,
+        help="the expectile of AM-Q's own critic (PPO's critic: 0.7); 0.5 fits the mean "
+        "return, not an optimistic upper expectile",
     )
     parser.add_argument("--online-iterations", type=int, default=10)
     parser.add_argument("--distill-steps", type=int, default=15_000)
@@ -264,6 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
         ppo=diffusion_ppo.DiffusionPPOConfig(lr=args.offline_lr),
         updates=args.offline_updates,
         ope_z=args.ope_z,
+        ope_horizon=args.ope_horizon,
     )
     starts = obs["state"]  # every demonstration step's history [S, To, O]
 
@@ -289,14 +306,35 @@ def main(argv: list[str] | None = None) -> dict:
             jax.random.fold_in(k_off_all, seed), 5
         )
         rollouts = stochastic_rollouts(state.ema_params, k_roll)
-        transitions = rl100.concat(
-            rl100.demo_transitions(
-                demos_raw, norm, cfg.obs_horizon, cfg.action_steps, gamma, terminal
-            ),
-            rl100.rollout_transitions(rollouts, norm, cfg.action_steps, gamma, terminal),
-        )
+
+        def decisions(demo_episodes, rollout_episodes):
+            return rl100.concat(
+                rl100.demo_transitions(
+                    demo_episodes, norm, cfg.obs_horizon, cfg.action_steps, gamma, terminal
+                ),
+                rl100.rollout_transitions(
+                    rollout_episodes, norm, cfg.action_steps, gamma, terminal
+                ),
+            )
+
+        transitions = decisions(demos_raw, rollouts)
+        k_boot, k_fit = jax.random.split(k_ope)
+        if args.ope_critic == "heldout":
+            # Whole episodes split in two: PPO's critic never sees the episodes AM-Q's is
+            # fitted on, so the errors PPO exploits are not the ones the gate reads.
+            half = lambda tree, first: jax.tree.map(
+                lambda x: x[: x.shape[0] // 2] if first else x[x.shape[0] // 2 :], tree
+            )
+            ppo_data = decisions(half(demos_raw, True), half(rollouts, True))
+            ope_data = decisions(half(demos_raw, False), half(rollouts, False))
+        else:
+            ppo_data = transitions
+            # A bootstrap resample: the same episodes, weighted differently.
+            n = transitions.reward.shape[0]
+            pick = jax.random.randint(k_boot, (n,), 0, n)
+            ope_data = jax.tree.map(lambda x: x[pick], transitions)
         critic, critic_metrics = rl100.fit_critic(
-            spec, transitions, off_cfg.critic, off_cfg.critic_steps, k_critic
+            spec, ppo_data, off_cfg.critic, off_cfg.critic_steps, k_critic
         )
         dyn, dyn_state, dyn_metrics = rl100.fit_dynamics(
             transitions, off_cfg.dynamics, off_cfg.dynamics_steps, k_dyn
@@ -307,16 +345,12 @@ def main(argv: list[str] | None = None) -> dict:
             f"{dyn_metrics}"
         )
         ope_q = None  # RL-100: AM-Q reads the critic that PPO's advantage reads
-        if args.ope_critic == "independent":
-            # A second critic, fitted on a bootstrap resample with its own initialisation:
-            # PPO exploits the first critic's errors, which this one does not share.
-            k_boot, k_fit = jax.random.split(k_ope)
-            n = transitions.reward.shape[0]
-            resample = jax.tree.map(
-                lambda x: x[jax.random.randint(k_boot, (n,), 0, n)], transitions
-            )
+        if args.ope_critic != "shared":
+            # A second critic with its own initialisation: PPO exploits the first critic's
+            # errors, which this one should not share.
+            ope_cfg = dataclasses.replace(off_cfg.critic, expectile=args.ope_expectile)
             ope_critic, ope_metrics = rl100.fit_critic(
-                spec, resample, off_cfg.critic, off_cfg.critic_steps, k_fit
+                spec, ope_data, ope_cfg, off_cfg.critic_steps, k_fit
             )
             ope_q = ope_critic.q
             log(f"seed {seed}: OPE critic {ope_metrics}")
@@ -350,7 +384,10 @@ def main(argv: list[str] | None = None) -> dict:
     log(f"gate over {args.gate_seeds} seeds: {gate_summary(report)}")
     if args.stop_after_offline:
         report["wall_s"] = time.perf_counter() - t0
-        save("rl100_offline", report)
+        tag = f"{args.ope_critic}_e{args.ope_expectile}"
+        tag += f"_h{args.ope_horizon}" if args.ope_horizon != 20 else ""
+        save(f"rl100_offline_{tag}", report)
+        _plot(report, OUT / f"rl100_offline_{tag}.png")
         return report
 
     # 3. Online RL ------------------------------------------------------------------------
@@ -548,8 +585,17 @@ def gate_summary(data: dict) -> dict:
     seeds = [seed_summary(o, imitation) for o in offline_seeds(data)]
     checks = sum(s["checks"] for s in seeds)
     at_least = sum(s["acting_at_least_imitation"] * s["checks"] for s in seeds)
+    # Does the OPE rank candidates as the environment does? Every candidate of every seed,
+    # gated and ungated: its OPE gain over the imitation policy against its real success.
+    gains, real = [], []
+    for o in offline_seeds(data):
+        for run in ("gated", "ungated"):
+            h = o[run]["history"]
+            gains += [r["ope"] - h[0]["ope"] for r in h[1:]]
+            real += [r["real_success"] for r in h[1:]]
     return {
         "seeds": seeds,
+        "ope_real_correlation": float(np.corrcoef(gains, real)[0, 1]) if len(real) > 2 else None,
         "acting_at_least_imitation": at_least / max(checks, 1),
         "ope_monotone_seeds": sum(s["ope_monotone"] for s in seeds),
         "ungated_regressing_seeds": sum(s["ungated_below_imitation"] > 0 for s in seeds),
@@ -662,4 +708,5 @@ def _plot(report: dict, path) -> None:
 
 
 if __name__ == "__main__":
-    print(report(main(sys.argv[1:])))
+    data = main(sys.argv[1:])
+    print(report(data) if "distilled" in data["stages"] else gate_summary(data))
