@@ -35,16 +35,18 @@ toolchain:
 demo: $(STAMP) toolchain
 	$(BIN)/python -m robotrl.demo
 
-# Two phases: every test not marked serial in two processes (whole files per process), then the
-# serial ones (ROS 2 real-time deadlines, the shared hover run) alone on the machine.
+# Two phases: every test not marked serial in $(PARALLEL) processes (whole files per process),
+# then the serial ones (ROS 2 real-time deadlines, the shared hover run) alone on the machine.
+# $(1): a marker expression both phases add ("and not slow").
 PARALLEL ?= 2
+two_phases = $(PYTEST) -q -n $(PARALLEL) --dist loadfile -m "not serial $(1)" && \
+	$(PYTEST) -q -m "serial $(1)"
+
 test: $(STAMP) toolchain
-	$(PYTEST) -q -n $(PARALLEL) --dist loadfile -m "not serial"
-	$(PYTEST) -q -m serial
+	$(call two_phases,)
 
 test-fast: $(STAMP) toolchain
-	$(PYTEST) -q -n $(PARALLEL) --dist loadfile -m "not slow and not serial"
-	$(PYTEST) -q -m "serial and not slow"
+	$(call two_phases,and not slow)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

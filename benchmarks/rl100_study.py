@@ -319,16 +319,15 @@ def main(argv: list[str] | None = None) -> dict:
 
         transitions = decisions(demos_raw, rollouts)
         k_boot, k_fit = jax.random.split(k_ope)
+        ppo_data, ope_data = transitions, None  # shared: AM-Q reads PPO's critic
         if args.ope_critic == "heldout":
             # Whole episodes split in two: PPO's critic never sees the episodes AM-Q's is
             # fitted on, so the errors PPO exploits are not the ones the gate reads.
-            half = lambda tree, first: jax.tree.map(
-                lambda x: x[: x.shape[0] // 2] if first else x[x.shape[0] // 2 :], tree
-            )
-            ppo_data = decisions(half(demos_raw, True), half(rollouts, True))
-            ope_data = decisions(half(demos_raw, False), half(rollouts, False))
-        else:
-            ppo_data = transitions
+            first = lambda tree: jax.tree.map(lambda x: x[: x.shape[0] // 2], tree)
+            second = lambda tree: jax.tree.map(lambda x: x[x.shape[0] // 2 :], tree)
+            ppo_data = decisions(first(demos_raw), first(rollouts))
+            ope_data = decisions(second(demos_raw), second(rollouts))
+        elif args.ope_critic == "independent":
             # A bootstrap resample: the same episodes, weighted differently.
             n = transitions.reward.shape[0]
             pick = jax.random.randint(k_boot, (n,), 0, n)
@@ -345,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{dyn_metrics}"
         )
         ope_q = None  # RL-100: AM-Q reads the critic that PPO's advantage reads
-        if args.ope_critic != "shared":
+        if ope_data is not None:
             # A second critic with its own initialisation: PPO exploits the first critic's
             # errors, which this one should not share.
             ope_cfg = dataclasses.replace(off_cfg.critic, expectile=args.ope_expectile)
@@ -386,8 +385,8 @@ def main(argv: list[str] | None = None) -> dict:
         report["wall_s"] = time.perf_counter() - t0
         tag = f"{args.ope_critic}_e{args.ope_expectile}"
         tag += f"_h{args.ope_horizon}" if args.ope_horizon != 20 else ""
-        save(f"rl100_offline_{tag}", report)
-        _plot(report, OUT / f"rl100_offline_{tag}.png")
+        save(f"{name}_offline_{tag}", report)  # a --quick run never overwrites the study's
+        _plot(report, OUT / f"{name}_offline_{tag}.png")
         return report
 
     # 3. Online RL ------------------------------------------------------------------------
@@ -595,7 +594,10 @@ def gate_summary(data: dict) -> dict:
             real += [r["real_success"] for r in h[1:]]
     return {
         "seeds": seeds,
-        "ope_real_correlation": float(np.corrcoef(gains, real)[0, 1]) if len(real) > 2 else None,
+        # undefined when either side is constant (a smoke run's success is all 0)
+        "ope_real_correlation": float(np.corrcoef(gains, real)[0, 1])
+        if len(real) > 2 and np.std(gains) > 0 and np.std(real) > 0
+        else None,
         "acting_at_least_imitation": at_least / max(checks, 1),
         "ope_monotone_seeds": sum(s["ope_monotone"] for s in seeds),
         "ungated_regressing_seeds": sum(s["ungated_below_imitation"] > 0 for s in seeds),

@@ -56,5 +56,7 @@ def pytest_collection_modifyitems(config, items):
     runs everything else in two processes (pytest-xdist, whole files per process, so module
     fixtures are built once), then these alone."""
     for item in items:
-        if "tests/deploy/" in item.nodeid or "hover_run" in getattr(item, "fixturenames", ()):
+        if item.path.is_relative_to(ROOT / "tests" / "deploy") or "hover_run" in getattr(
+            item, "fixturenames", ()
+        ):
             item.add_marker(pytest.mark.serial)
