@@ -54,7 +54,6 @@ class SimEpisodes:
         k_reset, _ = jax.random.split(jax.random.PRNGKey(seed))  # as closed_loop.fly
         self.starts = jax.jit(batched.reset)(k_reset)
         self.episodes = episodes
-        self._step = jax.jit(self.single.step)
         self.low = np.asarray(self.spec.action_low, np.float32)
         self.high = np.asarray(self.spec.action_high, np.float32)
         self.safe = (
@@ -65,6 +64,9 @@ class SimEpisodes:
         self.results: list[dict[str, Any]] = []
         self.index = -1
         self._next_episode()
+        # Compiled now, not on the bridge's first tick: a compile there stalls the executor
+        # (and every node on it) for as long as XLA takes, and the policy sees no observations.
+        self._step = jax.jit(self.single.step).lower(self.state, self.safe).compile()
 
     def _next_episode(self) -> None:
         import jax
