@@ -8,8 +8,9 @@ action dimension, ``C`` observation features.
 * ``ImageEncoder``: pixels ``[B, To, H, W, 3]`` uint8 plus the proprioceptive part of the state
   ``[B, To, P]`` -> ``[B, C]``: a small stride-2 CNN per frame (Diffusion Policy uses a
   ResNet-18; this one is sized for a CPU), a linear projection with LayerNorm, and the
-  proprioception appended. ``random_shift`` is DrQ's augmentation (pad 4 px, random crop), the
-  one Diffusion Policy applies as its random crop.
+  proprioception appended (then an optional MLP, as the state encoder's). ``random_shift`` is
+  DrQ's augmentation (pad 4 px, random crop), the one Diffusion Policy applies as its random
+  crop.
 * ``NoiseNet``: ``eps_hat(x_t, t, c)``. The noisy chunk ``[B, H, A]`` is flattened and lifted
   to ``width``; each residual block (LayerNorm, Dense, activation, Dense) is modulated by FiLM
   from the observation features and a sinusoidal embedding of ``t``, as Diffusion Policy's
@@ -91,20 +92,40 @@ def random_shift(key: jax.Array, pixels: jax.Array, pad: int = 4) -> jax.Array:
 
 
 class ImageEncoder(nn.Module):
+    """``trunk`` (the CNN, projection and LayerNorm per frame) then ``fuse`` (the frames'
+    features and the proprioception, through an MLP when ``hidden`` is set). Two methods so
+    that a frozen trunk's features can be computed once and only ``fuse`` trained on them."""
+
     channels: Sequence[int] = (32, 32, 64, 64)
     features: int = 64
     activation: str = "silu"
+    hidden: Sequence[int] = ()  # MLP on [frame features, proprioception]; () concatenates
 
-    @nn.compact
-    def __call__(self, pixels: jax.Array, proprio: jax.Array) -> jax.Array:
+    def setup(self) -> None:
+        self.convs = [nn.Conv(ch, (3, 3), strides=(2, 2), padding="SAME") for ch in self.channels]
+        self.project = nn.Dense(self.features)
+        self.norm = nn.LayerNorm()
+        if self.hidden:
+            self.mlp = MLP(self.hidden, self.features, self.activation)
+
+    def trunk(self, pixels: jax.Array) -> jax.Array:
+        """Per-frame features ``[B, To, H, W, 3]`` uint8 -> ``[B, To, features]``."""
         act = activation(self.activation)
         b, to = pixels.shape[:2]
         x = pixels.reshape(b * to, *pixels.shape[2:]).astype(jnp.float32) / 255.0 - 0.5
-        for ch in self.channels:
-            x = act(nn.Conv(ch, (3, 3), strides=(2, 2), padding="SAME")(x))
-        x = nn.Dense(self.features)(x.reshape(b * to, -1))
-        x = nn.LayerNorm()(x).reshape(b, to * self.features)
-        return jnp.concatenate([x, proprio.reshape(b, -1)], axis=-1)
+        for conv in self.convs:
+            x = act(conv(x))
+        x = self.norm(self.project(x.reshape(b * to, -1)))
+        return x.reshape(b, to, self.features)
+
+    def fuse(self, frames: jax.Array, proprio: jax.Array) -> jax.Array:
+        """``frames [B, To, features]`` and ``proprio [B, To, P]`` -> ``[B, C]``."""
+        b = frames.shape[0]
+        x = jnp.concatenate([frames.reshape(b, -1), proprio.reshape(b, -1)], axis=-1)
+        return self.mlp(x) if self.hidden else x
+
+    def __call__(self, pixels: jax.Array, proprio: jax.Array) -> jax.Array:
+        return self.fuse(self.trunk(pixels), proprio)
 
 
 class NoiseNet(nn.Module):

@@ -58,6 +58,10 @@ class DiffusionConfig:
     # of tens of px instead of a position in 512 px, 10x finer for the same loss). () = absolute.
     relative_to: tuple[int, ...] = ()
     state_hidden: tuple[int, ...] = ()  # state encoder MLP; () feeds the flat history directly
+    image_hidden: tuple[int, ...] = ()  # image encoder MLP after the CNN; () concatenates
+    # Image encoder: the CNN trunk (convolutions, projection, LayerNorm) gets no updates and its
+    # EMA stays equal to it: a trunk pretrained elsewhere (``rl100.pretrain_encoder``) is kept.
+    freeze_encoder: bool = False
     features: int = 64  # encoder output per frame (image) or in all (state MLP)
     width: int = 256  # noise network width
     depth: int = 3  # noise network residual blocks
@@ -79,6 +83,8 @@ class DiffusionConfig:
             raise ValueError("obs_horizon must be positive")
         if any(i < 0 for i in self.relative_to):
             raise ValueError("relative_to holds state indices (non-negative)")
+        if self.freeze_encoder and self.encoder != "image":
+            raise ValueError("freeze_encoder freezes the image CNN: needs encoder='image'")
 
 
 class Normalizer(flax.struct.PyTreeNode):
@@ -145,13 +151,21 @@ class DiffusionPolicy:
         if cfg.encoder == "state":
             self.encoder = StateEncoder(cfg.state_hidden, cfg.features, cfg.activation)
         else:
-            self.encoder = ImageEncoder(features=cfg.features, activation=cfg.activation)
+            self.encoder = ImageEncoder(
+                features=cfg.features, activation=cfg.activation, hidden=cfg.image_hidden
+            )
         self.noise = NoiseNet(cfg.horizon, action_dim, cfg.width, cfg.depth, 64, cfg.activation)
         self.student = StudentNet(cfg.horizon, action_dim, cfg.student_hidden, cfg.activation)
         self.schedule = sch.make_schedule(cfg.schedule)
         self.opt = optax.chain(
             optax.clip_by_global_norm(1.0), optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
         )
+        if cfg.freeze_encoder:
+            # Zero updates, not zero gradients: AdamW's weight decay would still move the trunk.
+            labels = lambda p: jax.tree.map(lambda f: "frozen" if f else "train", self.frozen(p))
+            self.opt = optax.multi_transform(
+                {"train": self.opt, "frozen": optax.set_to_zero()}, labels
+            )
 
     # --- construction -----------------------------------------------------------------------
     def example_obs(self, batch: int = 1, image_size: int = 96) -> dict[str, jax.Array]:
@@ -188,6 +202,16 @@ class DiffusionPolicy:
         student = self.student.init(key, x, jnp.zeros_like(cond))
         return {"encoder": jax.tree.map(jnp.copy, teacher["encoder"]), "student": student}
 
+    def frozen(self, params: Params) -> Params:
+        """A tree of bools like ``params``: True at the leaves ``freeze_encoder`` keeps (the
+        image trunk's)."""
+
+        def leaf(path, _):
+            keys = [getattr(k, "key", None) for k in path]
+            return self.cfg.freeze_encoder and keys[0] == "encoder" and keys[2] != "mlp"
+
+        return jax.tree_util.tree_map_with_path(leaf, params)
+
     # --- conditioning -----------------------------------------------------------------------
     def _encoder_inputs(self, obs: dict[str, jax.Array], norm: Normalizer) -> tuple:
         state = norm.state(obs["state"])
@@ -196,8 +220,17 @@ class DiffusionPolicy:
         return obs["pixels"], state[..., : self.cfg.proprio_dims]
 
     def encode(self, params: Params, obs: dict[str, jax.Array], norm: Normalizer) -> jax.Array:
-        """Observation features ``[B, C]``."""
+        """Observation features ``[B, C]``. An image policy's ``obs`` may hold the trunk's
+        features ``"frames" [B, To, F]`` (``frame_features``) instead of ``"pixels"``: a frozen
+        trunk's features are computed once, and training skips the CNN."""
+        if "frames" in obs:
+            proprio = norm.state(obs["state"])[..., : self.cfg.proprio_dims]
+            return self.encoder.apply(params["encoder"], obs["frames"], proprio, method="fuse")
         return self.encoder.apply(params["encoder"], *self._encoder_inputs(obs, norm))
+
+    def frame_features(self, params: Params, pixels: jax.Array) -> jax.Array:
+        """The image trunk's per-frame features ``[B, To, H, W, 3] -> [B, To, F]``."""
+        return self.encoder.apply(params["encoder"], pixels, method="trunk")
 
     def eps(self, params: Params, x: jax.Array, t: jax.Array, cond: jax.Array) -> jax.Array:
         return self.noise.apply(params["noise"], x, t, cond)
@@ -223,7 +256,7 @@ class DiffusionPolicy:
     ) -> tuple[jax.Array, dict]:
         """DDPM loss on a batch: ``obs`` history, ``actions [B, H, A]`` in env units."""
         k_t, k_eps, k_aug = jax.random.split(key, 3)
-        if self.cfg.encoder == "image" and self.cfg.augment:
+        if self.cfg.encoder == "image" and self.cfg.augment and "pixels" in obs:
             obs = {**obs, "pixels": random_shift(k_aug, obs["pixels"])}
         x0 = norm.action(actions - self.reference(obs))
         b = x0.shape[0]
@@ -241,9 +274,13 @@ class DiffusionPolicy:
         )
         updates, opt_state = self.opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        ema = ema_update(state.ema_params, params, self.cfg.ema_decay, state.step)
+        if self.cfg.freeze_encoder:  # d * e + (1 - d) * e can round away from e
+            keep = lambda f, old, new: old if f else new
+            ema = jax.tree.map(keep, self.frozen(ema), state.ema_params, ema)
         return state.replace(
             params=params,
-            ema_params=ema_update(state.ema_params, params, self.cfg.ema_decay, state.step),
+            ema_params=ema,
             opt_state=opt_state,
             step=state.step + 1,
         ), metrics
