@@ -517,8 +517,7 @@ def _distill_stage(
 def _firmware(path, states, log) -> dict:
     """The student's bundle as C: host self-test and agreement, and the emulated Cortex-M4's
     self-test, agreement, flash/RAM and instructions per step."""
-    from firmware_export import CPolicy, footprint, run_on_cortex_m4
-    from firmware_export.build import BuildError
+    from firmware_export import CPolicy, fitting_footprint, footprint, run_on_cortex_m4
     from firmware_export.c_export import describe_network
     from policies.bundle import PolicyBundle
 
@@ -530,16 +529,13 @@ def _firmware(path, states, log) -> dict:
     host = CPolicy.build(bundle, out_dir / "distilled_c")
     unit = lambda a: float(np.max(np.abs(a - expect) / bundle.action_scale))
     # float32 when it links into the STM32F405's 1 MB of flash, else int8 weights
-    quantize, size = "float32", None
-    try:
-        size = footprint(bundle, out_dir / "distilled_m4_size")
-    except BuildError as err:
-        if "overflowed" not in str(err):
-            raise
-        quantize = "int8"
-    int8 = footprint(bundle, out_dir / "distilled_m4_int8", quantize="int8")
+    quantize, on_m4 = fitting_footprint(bundle, out_dir / "distilled_m4_size")
+    int8 = (
+        on_m4
+        if quantize == "int8"
+        else footprint(bundle, out_dir / "distilled_m4_int8", quantize="int8")
+    )
     run = run_on_cortex_m4(bundle, inputs, out_dir / "distilled_m4", quantize=quantize)
-    on_m4 = size or int8
     result = {
         "network": describe_network(bundle),
         "host_self_test_failures": host.self_test(),

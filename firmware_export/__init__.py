@@ -8,7 +8,8 @@ input/output vectors to verify the generated code. Needs a policy bundle, never 
   ``run_sanitized``: the same C under ASan/UBSan with a test harness (``build``).
 - ``run_on_cortex_m4`` / ``footprint``: cross-compiled for an STM32F405 (Cortex-M4F), run under
   ``qemu-system-arm -M netduinoplus2``, flash/RAM from ``arm-none-eabi-size`` (``cortex_m4``;
-  the toolchain comes from ``install_toolchain.sh``).
+  the toolchain comes from ``install_toolchain.sh``); ``fitting_footprint``: float32, or int8
+  when float32 does not fit the flash.
 - ``write_onnx(bundle, path)``: the same policy as an ONNX graph (``onnx_export``; needs the
   optional ``onnx`` package, imported when called).
 """
@@ -18,6 +19,7 @@ from firmware_export.c_export import CExportError, write_c
 from firmware_export.cortex_m4 import (
     ToolchainMissing,
     check_toolchain,
+    fitting_footprint,
     footprint,
     run_on_cortex_m4,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "ToolchainMissing",
     "act_int8",
     "check_toolchain",
+    "fitting_footprint",
     "footprint",
     "host_ns_per_step",
     "quantize_weight",

@@ -42,7 +42,7 @@ from firmware_export.build import (
     parse_harness_output,
     write_harness,
 )
-from firmware_export.c_export import write_c
+from firmware_export.c_export import QUANTIZATIONS, write_c
 from policies.bundle import PolicyBundle
 
 HERE = Path(__file__).resolve().parent
@@ -157,6 +157,23 @@ def footprint(
         progs[label] = size(_cc(objs, work_dir / f"{src.stem}.elf", flags, link=True))
     linked = {k: progs["with"][k] - progs["without"][k] for k in progs["with"]}
     return {"object": size(obj), "object_no_self_test": size(lean), "linked": linked}
+
+
+def fitting_footprint(
+    bundle: PolicyBundle, work_dir: str | Path, *, name: str = "policy"
+) -> tuple[str, dict[str, dict[str, int]]]:
+    """The first of float32 and int8 whose policy links into the STM32F405's flash, and its
+    ``footprint``: ``(quantize, footprint)``. Raises ``BuildError`` when neither fits (or on
+    any other build failure)."""
+    for quantize in QUANTIZATIONS:
+        try:
+            return quantize, footprint(
+                bundle, Path(work_dir) / quantize, quantize=quantize, name=name
+            )
+        except BuildError as err:
+            if "overflowed" not in str(err):  # ld: "region `FLASH' overflowed by N bytes"
+                raise
+    raise BuildError("the policy does not fit the Cortex-M4's flash even with int8 weights")
 
 
 @dataclasses.dataclass

@@ -17,6 +17,7 @@ decisions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -274,18 +275,22 @@ def decode_state(norm: Normalizer, targets: jax.Array, angles: tuple[int, ...]) 
     return norm.unstate(full).at[..., jnp.asarray(angles, jnp.int32)].set(angle)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _frame_features(policy: DiffusionPolicy, params: Any, pixels: jax.Array) -> jax.Array:
+    return policy.frame_features(params, pixels[:, None])[:, 0]
+
+
 def _trunk_features(
     policy: DiffusionPolicy, params: Any, pixels: jax.Array, batch: int = 256
 ) -> jax.Array:
     """The image trunk's features ``[S, F]`` of frames ``pixels [S, H, W, 3]``, a jitted call
     per ``batch`` frames (the last one padded, so one compilation)."""
-    run = jax.jit(lambda params, px: policy.frame_features(params, px[:, None])[:, 0])
     out = []
     for start in range(0, pixels.shape[0], batch):
         chunk = pixels[start : start + batch]
         pad = batch - chunk.shape[0]
         padded = jnp.concatenate([chunk, jnp.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-        out.append(run(params, padded)[: chunk.shape[0]])
+        out.append(_frame_features(policy, params, padded)[: chunk.shape[0]])
     return jnp.concatenate(out)
 
 

@@ -137,6 +137,7 @@ def synthetic_bundle(
     layer_norm: bool = True,
     seed: int = 3,
     relative: bool = False,
+    hidden: tuple[int, ...] = (32, 16, 16),
 ) -> PolicyBundle:
     """A numpy-built bundle (no jax) covering what the algorithms above do not: every
     activation, the clip/identity/tanh_mean heads, field names that are not C identifiers, a
@@ -160,7 +161,7 @@ def synthetic_bundle(
     ]
     action_dim, width = 3, 8
     layers, params = [], {}
-    for i, h in enumerate((32, 16, 16)[: len(activations)]):
+    for i, h in enumerate(hidden[: len(activations)]):
         params[f"l{i}.w"] = (rng.normal(size=(width, h)) / np.sqrt(width)).astype(np.float32)
         params[f"l{i}.b"] = (0.1 * rng.normal(size=h)).astype(np.float32)
         layers.append({"op": "dense", "weight": f"l{i}.w", "bias": f"l{i}.b"})

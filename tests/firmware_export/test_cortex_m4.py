@@ -10,9 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware_export import act_int8, check_toolchain, footprint, run_on_cortex_m4
+from firmware_export import (
+    BuildError,
+    act_int8,
+    check_toolchain,
+    fitting_footprint,
+    footprint,
+    run_on_cortex_m4,
+)
 from firmware_export.cortex_m4 import ToolchainMissing
-from tests.firmware_export.conftest import l2f_bundle, raw_obs
+from tests.firmware_export.conftest import l2f_bundle, raw_obs, synthetic_bundle
 
 needs_toolchain = pytest.mark.usefixtures("toolchain")  # fails (not skips) when missing
 
@@ -61,6 +68,18 @@ def test_l2f_actor_footprint_and_instruction_count(tmp_path):
     assert run.result.self_test_failures == 0
     assert np.abs(run.result.actions - bundle.act(obs)).max() <= TOL
     print(f"l2f float32: {run.instructions_per_step:,.0f} instructions/step, program {run.program}")
+
+
+@needs_toolchain
+def test_fitting_footprint_falls_back_to_int8_past_the_flash(tmp_path):
+    """A policy of 282k parameters (1.13 MB in float32) overflows the STM32F405's 1 MB of
+    flash: int8 (a quarter of that) fits; the small l2f actor stays float32."""
+    big = synthetic_bundle(activations=("silu", "silu"), hidden=(600, 460), layer_norm=False)
+    quantize, size = fitting_footprint(big, tmp_path / "big")
+    assert quantize == "int8" and size["linked"]["flash"] < 1024 * 1024
+    with pytest.raises(BuildError, match="overflowed"):
+        footprint(big, tmp_path / "f32")
+    assert fitting_footprint(l2f_bundle(), tmp_path / "l2f")[0] == "float32"
 
 
 def test_missing_toolchain_fails_with_one_line_naming_the_script(monkeypatch):
