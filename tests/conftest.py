@@ -19,6 +19,12 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 enable_compilation_cache(CACHE)
 
 
+# For a large graph (an MJX step) compiled to be run a handful of times: LLVM's optimisations
+# take half of XLA's compile time on this CPU (MJX Hopper's one-step check: 30.1 s -> 14.6 s to
+# compile, same outputs, each call 2.5x slower). Not for what a test runs thousands of times.
+RUN_FEW_TIMES = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
 @pytest.fixture
 def key() -> jax.Array:
     return jax.random.PRNGKey(0)

@@ -27,6 +27,7 @@ from sims.locomotion import (
     MJXLocomotion,
     NativeLocomotionEnv,
 )
+from tests.conftest import RUN_FEW_TIMES
 
 # gymnasium's v5 tasks (dm_control's cartpole has its own module, test_cartpole.py)
 TASK_NAMES = sorted(n for n, t in TASKS.items() if isinstance(t, LocomotionTask))
@@ -216,7 +217,7 @@ class MJXCase:
         def start_and_step(qpos, qvel, params, action):
             return self.env.step(self.env.reset_to(key, qpos, qvel, params), action)
 
-        self.fn = jax.jit(jax.vmap(start_and_step))
+        self.fn = jax.jit(jax.vmap(start_and_step), compiler_options=RUN_FEW_TIMES)
 
     def __call__(self, qpos, qvel, params, action):
         f32 = lambda x: jnp.asarray(x, jnp.float32)

@@ -112,11 +112,15 @@ def test_eval_decision_intervals_end_to_end(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_srl_keeps_its_return_open_loop_for_j_steps(tmp_path, capsys):
-    """SRL's signature on the pendulum: SRL-8 (20k steps) decides every 8 steps (0.4 s, open
-    loop) and still swings up and balances. This machine, 5 seeds of the study: -147.8 at
-    k = 8 where SAC fell to -820.4 (``benchmarks/fas_study.py``); a random policy gets ~-1,200."""
+    """SRL's signature on the pendulum: SRL-8 decides every 8 steps (0.4 s, open loop) and
+    still swings up and balances. This machine, 5 seeds of the study (20k steps): -147.8 at
+    k = 8 where SAC fell to -820.4 (``benchmarks/fas_study.py``); a random policy gets ~-1,200.
+    The preset's own evaluations pass -200 by 6k steps, so the test trains 10k without them
+    (-142.1 at k = 8 here)."""
     run = tmp_path / "srl"
-    assert cli.main(["train", "configs/srl_pendulum.yaml", "--out", str(run), "--quiet"]) == 0
+    short = ["--set", "train.total_steps=10000", "--set", "train.eval_every=0"]
+    args = ["train", "configs/srl_pendulum.yaml", "--out", str(run), "--quiet", *short]
+    assert cli.main(args) == 0
     capsys.readouterr()
     assert cli.main(["eval", str(run), "--decision-intervals", "1,8", "--episodes", "10"]) == 0
     result = json.loads((run / "eval_intervals.json").read_text())

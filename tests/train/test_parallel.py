@@ -45,8 +45,9 @@ def _run_chunks(algo_name: str, cfg, chunks: int = 3):
 
 
 def _worker() -> None:
-    """In a 4-device process: one device vs data over 2 devices, and 2 seeds on one device vs
-    2 seeds x 2 data devices, for SAC and PPO; prints a JSON report."""
+    """In a 4-device process: SAC's 2 seeds on one device vs 2 seeds x 2 data devices, and PPO on
+    one device vs data over 2 devices (both meshes, both kinds of learner: replay and rollout;
+    each case compiles twice, so not all four); prints a JSON report."""
     import jax
 
     from robotrl.train.config import TrainConfig
@@ -55,37 +56,34 @@ def _worker() -> None:
         total_steps=300, num_envs=4, learning_starts=100, buffer_size=1000, log_every=100
     )
     report = {"devices": len(jax.devices())}
-    for algo_name in ("sac", "ppo"):
-        for seeds in (1, 2):
-            one_cfg = dataclasses.replace(base, num_seeds=seeds)
-            single, r_single = _run_chunks(algo_name, one_cfg)  # each seed on one device
-            sharded, r_sharded = _run_chunks(
-                algo_name, dataclasses.replace(one_cfg, data_parallel=2)
-            )
-            leaves = lambda s: [
-                np.asarray(x, np.float64)
-                for x in jax.tree.leaves(s.state.algo)
-                if np.issubdtype(x.dtype, np.floating)
-            ]
-            diff = max(
-                float(np.max(np.abs(a - b)))
-                for a, b in zip(leaves(single), leaves(sharded), strict=True)
-            )
-            with jax.set_mesh(sharded.mesh):
-                lowered = sharded._chunk.lower(sharded.state, None, sharded._values)
-            compiled = lowered.compile().as_text()
-            obs = sharded.state.env.obs
-            report[f"{algo_name}/seeds{seeds}"] = {
-                "mesh": dict(sharded.mesh.shape),
-                "param_diff": diff,
-                "loss_single": float(np.nanmean(r_single.metrics["train/entropy"])),
-                "loss_sharded": float(np.nanmean(r_sharded.metrics["train/entropy"])),
-                "obs_shards": len({s.index for s in obs.addressable_shards}),
-                "all_reduce": "all-reduce" in compiled,
-                "eval_equal": bool(
-                    np.allclose(single.evaluate().returns, sharded.evaluate().returns, atol=1e-3)
-                ),
-            }
+    for algo_name, seeds in (("sac", 2), ("ppo", 1)):
+        one_cfg = dataclasses.replace(base, num_seeds=seeds)
+        single, r_single = _run_chunks(algo_name, one_cfg)  # each seed on one device
+        sharded, r_sharded = _run_chunks(algo_name, dataclasses.replace(one_cfg, data_parallel=2))
+        leaves = lambda s: [
+            np.asarray(x, np.float64)
+            for x in jax.tree.leaves(s.state.algo)
+            if np.issubdtype(x.dtype, np.floating)
+        ]
+        diff = max(
+            float(np.max(np.abs(a - b)))
+            for a, b in zip(leaves(single), leaves(sharded), strict=True)
+        )
+        with jax.set_mesh(sharded.mesh):
+            lowered = sharded._chunk.lower(sharded.state, None, sharded._values)
+        compiled = lowered.compile().as_text()
+        obs = sharded.state.env.obs
+        report[f"{algo_name}/seeds{seeds}"] = {
+            "mesh": dict(sharded.mesh.shape),
+            "param_diff": diff,
+            "loss_single": float(np.nanmean(r_single.metrics["train/entropy"])),
+            "loss_sharded": float(np.nanmean(r_sharded.metrics["train/entropy"])),
+            "obs_shards": len({s.index for s in obs.addressable_shards}),
+            "all_reduce": "all-reduce" in compiled,
+            "eval_equal": bool(
+                np.allclose(single.evaluate().returns, sharded.evaluate().returns, atol=1e-3)
+            ),
+        }
     print("REPORT " + json.dumps(report))
 
 
@@ -111,7 +109,7 @@ def test_data_parallel_run_matches_one_device():
     assert lines, out.stderr[-3000:]
     report = json.loads(lines[0][len("REPORT ") :])
     assert report["devices"] == 4
-    for name in ("sac/seeds1", "ppo/seeds1", "sac/seeds2", "ppo/seeds2"):
+    for name in ("sac/seeds2", "ppo/seeds1"):
         r = report[name]
         seeds = int(name[-1])
         assert r["mesh"] == {"seed": seeds, "data": 2}, name
