@@ -3,8 +3,9 @@ student, JAX and numpy) and training throughput (imitation, offline PPO over the
 steps), for the Push-T state policy of ``benchmarks/rl100_study.py``.
 
 Latency does not depend on the weights, so the networks are freshly initialised with the
-study's configuration; batch 1 is one robot, batch 64 a batch of simulated envs. Medians of 200
-calls after a warm-up (compilation excluded: a controller compiles once at start-up).
+study's configuration; batch 1 is one robot, batch 64 a batch of simulated envs. Each figure is
+the median over 5 rounds of a median of 200 back-to-back calls, the variants taking turns
+(``_medians_s``); compilation excluded: a controller compiles once at start-up.
 
 The one-step student also runs as its exported C (``rl100.to_bundle``, compiled here, called
 through ctypes: one ``policy_step`` per sample, the executed actions of a chunk).
@@ -14,6 +15,7 @@ Results: ``benchmarks/out/diffusion_latency.json``. Run: ``python -m benchmarks.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -24,14 +26,23 @@ import numpy as np
 from benchmarks.common import machine, save
 
 
-def _median_s(fn, repeats: int = 200) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def _medians_s(fns: dict, calls: int = 200, rounds: int = 5) -> dict[str, float]:
+    """Seconds per call of each of ``fns``: the median over ``rounds`` of each variant's median
+    of ``calls`` back-to-back calls, the variants taking turns round by round. Back to back, a
+    variant's weights stay in the cache (a control loop that does nothing else); taking turns,
+    every variant sees the same drift of a shared 2-core VM, where sub-millisecond medians of
+    separate runs differ by up to 2x."""
+    per_round: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            fn()
+            times = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            per_round[name].append(float(np.median(times)))
+    return {name: float(np.median(t)) for name, t in per_round.items()}
 
 
 def imitation_rate(policy, state, demos, updates: int, key) -> float:
@@ -60,7 +71,17 @@ def main(argv: list[str] | None = None) -> dict:
     from robotrl.algos import diffusion_ppo
     from sims.pusht.expert import collect_demonstrations
 
-    cfg = DiffusionConfig(**POLICY)  # the study's policy
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--student-hidden",
+        type=int,
+        nargs="+",
+        default=list(POLICY["student_hidden"]),
+        help="the one-step student's MLP (default: the study's)",
+    )
+    args = parser.parse_args([] if argv is None else argv)
+    hidden = tuple(args.student_hidden)
+    cfg = DiffusionConfig(**{**POLICY, "student_hidden": hidden})  # the study's policy
     policy = DiffusionPolicy(cfg, state_dim=5, action_dim=2)
     raw = collect_demonstrations(jax.random.PRNGKey(0), 50)
     demos = data.from_episodes(raw["obs"], raw["actions"], raw["lengths"])
@@ -69,7 +90,12 @@ def main(argv: list[str] | None = None) -> dict:
     state = policy.init(jax.random.PRNGKey(1), norm)
     params = {**state.params, **policy.init_student(jax.random.PRNGKey(2), state.params)}
     np_policy = NumpyDiffusion.from_jax(policy, params, norm)
-    report: dict = {"machine": machine(), "K": cfg.schedule.inference_steps, "latency_ms": {}}
+    report: dict = {
+        "machine": machine(),
+        "K": cfg.schedule.inference_steps,
+        "student_hidden": list(hidden),
+        "latency_ms": {},
+    }
 
     import tempfile
 
@@ -90,13 +116,15 @@ def main(argv: list[str] | None = None) -> dict:
         s = np.asarray(o["state"])
         flat = np.ascontiguousarray(s.reshape(batch, -1))
         key = jax.random.PRNGKey(2)
-        row = {
-            "jax_k_step": _median_s(lambda o=o, k=key: jax.block_until_ready(k_step(o, k))),
-            "jax_one_step": _median_s(lambda o=o, k=key: jax.block_until_ready(one_step(o, k))),
-            "numpy_k_step": _median_s(lambda s=s, z=noise: np_policy.sample(s, z)),
-            "numpy_one_step": _median_s(lambda s=s, z=noise: np_policy.sample_one_step(s, z)),
-            "c_one_step": _median_s(lambda f=flat: c_student.act(f)),
-        }
+        row = _medians_s(
+            {
+                "jax_k_step": lambda o=o, k=key: jax.block_until_ready(k_step(o, k)),
+                "jax_one_step": lambda o=o, k=key: jax.block_until_ready(one_step(o, k)),
+                "numpy_k_step": lambda s=s, z=noise: np_policy.sample(s, z),
+                "numpy_one_step": lambda s=s, z=noise: np_policy.sample_one_step(s, z),
+                "c_one_step": lambda f=flat: c_student.act(f),
+            },
+        )
         row = {k: 1e3 * v for k, v in row.items()}
         row["jax_ratio"] = row["jax_k_step"] / row["jax_one_step"]
         row["numpy_ratio"] = row["numpy_k_step"] / row["numpy_one_step"]
@@ -132,13 +160,15 @@ def main(argv: list[str] | None = None) -> dict:
         "offline_ppo_batch": 256,
     }
     print(f"throughput: {report['throughput']}")
-    save("diffusion_latency", report)
+    default = hidden == tuple(POLICY["student_hidden"])
+    save("diffusion_latency" + ("" if default else "_student" + "x".join(map(str, hidden))), report)
     return report
 
 
 def report(data: dict) -> str:
     lines = [
-        f"## Diffusion policy latency (Push-T state policy, K = {data['K']})",
+        f"## Diffusion policy latency (Push-T state policy, K = {data['K']}, student "
+        f"{' x '.join(map(str, data.get('student_hidden', [])))})",
         "",
         "| batch | JAX K-step ms | JAX 1-step ms | ratio | numpy K-step ms | numpy 1-step ms "
         "| ratio | C 1-step ms |",

@@ -64,7 +64,7 @@ POLICY = dict(
     action_steps=4,
     state_hidden=(256, 256),
     features=128,
-    student_hidden=(512, 512, 512),
+    student_hidden=(256, 256, 256, 256),
 )
 
 
