@@ -502,7 +502,7 @@ def _distill_stage(
     zero["kept_fraction"] = zero["student"]["success"] / max(zero["teacher"]["success"], 1e-9)
     distilled["zero_noise"] = zero
     distilled.update(write_bundle("distilled", student, norm, one_step=True))
-    distilled["firmware"] = _firmware(ROOT / distilled["bundle"], states, log)
+    distilled["firmware"] = _firmware(ROOT / distilled["bundle"], states, log, env, args.episodes)
     distilled["wall_s"] = time.perf_counter() - start
     report["stages"]["distilled"] = distilled
     log(f"distilled: {distilled}")
@@ -514,11 +514,16 @@ def _distill_stage(
     return report
 
 
-def _firmware(path, states, log) -> dict:
-    """The student's bundle as C: host self-test and agreement, and the emulated Cortex-M4's
-    self-test, agreement, flash/RAM and instructions per step."""
+def _firmware(path, states, log, env, episodes: int) -> dict:
+    """The student's bundle as C: host self-test and agreement, the emulated Cortex-M4's
+    self-test, agreement, flash/RAM and instructions per step, and Push-T's success of the
+    bundle and of its int8 weights in closed loop, tick by tick as the robot runs it
+    (``deploy.policy.ticking_together`` under ``firmware_export.closed_loop.fly``)."""
+    from deploy.policy import ticking_together
     from firmware_export import CPolicy, fitting_footprint, footprint, run_on_cortex_m4
     from firmware_export.c_export import describe_network
+    from firmware_export.closed_loop import fly
+    from firmware_export.quantize import dequantized_bundle
     from policies.bundle import PolicyBundle
 
     bundle = PolicyBundle.load(path)
@@ -549,6 +554,9 @@ def _firmware(path, states, log) -> dict:
         "m4_linked_flash_bytes": on_m4["linked"]["flash"],
         "m4_int8_flash_bytes": int8["object_no_self_test"]["flash"],
     }
+    for name, weights in (("float32", bundle), ("int8", dequantized_bundle(bundle))):
+        flight = fly(env, ticking_together(bundle, weights.act, episodes), episodes)
+        result[f"closed_loop_success_{name}"] = flight.success_rate
     log(f"firmware: {result}")
     return result
 

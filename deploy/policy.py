@@ -61,6 +61,16 @@ class ChunkRunner:
         return self.queue.popleft()
 
 
+def ticking_together(
+    bundle: PolicyBundle, act_batch: Callable[[np.ndarray], np.ndarray], robots: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``robots`` copies of a chunking bundle ticking in step, each through its own
+    ``ChunkRunner``: ``act(obs [robots, O]) -> [robots, A]``, the batched host policy that
+    ``firmware_export.closed_loop.fly`` flies: the robot's tick-by-tick execution, simulated."""
+    runners = [ChunkRunner(bundle, act_batch) for _ in range(robots)]
+    return lambda obs: np.stack([run(o) for run, o in zip(runners, obs, strict=True)])
+
+
 def _per_tick(layout: list[dict], count: int, last: bool) -> list[dict]:
     """The fields of one frame (the last of ``count``) or one action (the first), unsuffixed."""
     per = len(layout) // count
@@ -134,4 +144,12 @@ def load_policy(
     )
 
 
-__all__ = ["BACKENDS", "ChunkRunner", "DeployError", "LoadedPolicy", "golden_error", "load_policy"]
+__all__ = [
+    "BACKENDS",
+    "ChunkRunner",
+    "DeployError",
+    "LoadedPolicy",
+    "golden_error",
+    "load_policy",
+    "ticking_together",
+]

@@ -141,6 +141,13 @@ class PushT:
     def goal_pose(self) -> jax.Array:
         return jnp.asarray(self.config.goal_pose, jnp.float32)
 
+    def success(self, traces: dict[str, np.ndarray], lengths: np.ndarray) -> np.ndarray:
+        """Episodes whose coverage passed ``success_threshold`` at some step (``fly``'s judge, as
+        the evaluation's ``success`` metric). ``traces``: metrics ``[T, B]``; ``lengths [B]``:
+        steps after an episode's end hold its last values, so only its own steps count."""
+        del lengths
+        return np.asarray(traces["success"]).max(axis=0) > 0.5
+
     def default_params(self) -> dict[str, jax.Array]:
         c = self.config
         f32 = lambda v: jnp.asarray(v, jnp.float32)

@@ -295,3 +295,10 @@ def test_config_rejects_unknown_obs_mode():
     with pytest.raises(ValueError, match="obs"):
         PushTConfig(obs="rgb")
     assert dataclasses.replace(PushTConfig(), obs="image").obs == "image"
+
+
+def test_success_judge_counts_an_episode_that_reached_the_goal_at_any_step():
+    """``fly``'s judge: traces ``[T, B]`` hold an episode's last values after its end."""
+    success = np.array([[0, 0, 0], [0, 1, 0], [0, 1, 0], [0, 1, 1]], np.float32)
+    judged = PushT(PushTConfig()).success({"success": success}, np.array([4, 2, 4]))
+    np.testing.assert_array_equal(judged, [False, True, True])
