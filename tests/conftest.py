@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 from pathlib import Path
 
@@ -60,9 +61,16 @@ def pytest_collection_modifyitems(config, items):
     (real-time deadlines over DDS: stale-data timeouts, e-stop latency, a node's start-up) and
     the tests that read the session's ``hover_run`` (trained once, a few minutes). `make test`
     runs everything else in two processes (pytest-xdist, whole files per process, so module
-    fixtures are built once), then these alone."""
+    fixtures are built once), then these alone.
+
+    Files with more ``slow`` tests come first (a stable sort: a file's tests stay together and
+    in order). xdist hands out whole files in collection order, so the long learning files of
+    ``tests/train/``, last alphabetically, would otherwise start at the end and leave one
+    process alone with them."""
     for item in items:
         if item.path.is_relative_to(ROOT / "tests" / "deploy") or "hover_run" in getattr(
             item, "fixturenames", ()
         ):
             item.add_marker(pytest.mark.serial)
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
