@@ -64,7 +64,7 @@ def imitation_rate(policy, state, demos, updates: int, key) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from benchmarks.rl100_study import POLICY
+    from benchmarks.rl100_study import POLICY, add_student_hidden
     from policies.diffusion import data
     from policies.diffusion.numpy_policy import NumpyDiffusion
     from policies.diffusion.policy import DiffusionConfig, DiffusionPolicy
@@ -72,13 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     from sims.pusht.expert import collect_demonstrations
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--student-hidden",
-        type=int,
-        nargs="+",
-        default=list(POLICY["student_hidden"]),
-        help="the one-step student's MLP (default: the study's)",
-    )
+    add_student_hidden(parser)
     args = parser.parse_args([] if argv is None else argv)
     hidden = tuple(args.student_hidden)
     cfg = DiffusionConfig(**{**POLICY, "student_hidden": hidden})  # the study's policy

@@ -68,6 +68,18 @@ POLICY = dict(
 )
 
 
+def add_student_hidden(parser: argparse.ArgumentParser) -> None:
+    """``--student-hidden``: the one-step student's MLP (here and in ``diffusion_latency``)."""
+    parser.add_argument(
+        "--student-hidden",
+        type=int,
+        nargs="+",
+        default=list(POLICY["student_hidden"]),
+        help="the one-step student's MLP (default: the study's); past the M4's flash in float32 "
+        "its C runs in int8",
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny budgets: a smoke run")
@@ -109,13 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--online-iterations", type=int, default=10)
     parser.add_argument("--distill-steps", type=int, default=15_000)
     parser.add_argument("--distill-lr", type=float, default=3e-4)
-    parser.add_argument(
-        "--student-hidden",
-        type=int,
-        nargs="+",
-        default=list(POLICY["student_hidden"]),
-        help="the one-step student's MLP; past the M4's flash in float32 its C runs in int8",
-    )
+    add_student_hidden(parser)
     parser.add_argument(
         "--dagger-rounds",
         type=int,
@@ -518,8 +524,8 @@ def _firmware(path, states, log, env, episodes: int) -> dict:
     """The student's bundle as C: host self-test and agreement, the emulated Cortex-M4's
     self-test, agreement, flash/RAM and instructions per step, and Push-T's success of the
     bundle and of its int8 weights in closed loop, tick by tick as the robot runs it
-    (``deploy.policy.ticking_together`` under ``firmware_export.closed_loop.fly``)."""
-    from deploy.policy import ticking_together
+    (``deploy.policy.ChunkRunner`` over all episodes under ``firmware_export.closed_loop.fly``)."""
+    from deploy.policy import ChunkRunner
     from firmware_export import CPolicy, fitting_footprint, footprint, run_on_cortex_m4
     from firmware_export.c_export import describe_network
     from firmware_export.closed_loop import fly
@@ -555,7 +561,7 @@ def _firmware(path, states, log, env, episodes: int) -> dict:
         "m4_int8_flash_bytes": int8["object_no_self_test"]["flash"],
     }
     for name, weights in (("float32", bundle), ("int8", dequantized_bundle(bundle))):
-        flight = fly(env, ticking_together(bundle, weights.act, episodes), episodes)
+        flight = fly(env, ChunkRunner(bundle, weights.act), episodes)
         result[f"closed_loop_success_{name}"] = flight.success_rate
     log(f"firmware: {result}")
     return result

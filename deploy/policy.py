@@ -34,7 +34,10 @@ class DeployError(RuntimeError):
 
 
 class ChunkRunner:
-    """One tick at a time for an action-chunking bundle (see the module docstring)."""
+    """One tick at a time for an action-chunking bundle (see the module docstring). A tick's
+    frame is ``[O]`` (one robot: the action is ``[A]``) or ``[B, O]`` (``B`` robots ticking in
+    step, each with its own history, one policy call for all: ``[B, A]``), so the same runner
+    flies the bundle in simulation under ``firmware_export.closed_loop.fly``."""
 
     def __init__(self, bundle: PolicyBundle, act_batch: Callable[[np.ndarray], np.ndarray]):
         chunk = bundle.spec["chunk"]
@@ -56,19 +59,11 @@ class ChunkRunner:
         else:
             self.history.append(frame)
         if not self.queue:
-            flat = np.concatenate(list(self.history))[None]
-            self.queue.extend(self.act_batch(flat)[0].reshape(self.ha, self.action_dim))
+            flat = np.concatenate(list(self.history), axis=-1)
+            chunk = self.act_batch(flat.reshape(-1, flat.shape[-1]))  # [B, Ha * A]
+            chunk = np.reshape(chunk, (*frame.shape[:-1], self.ha, self.action_dim))
+            self.queue.extend(np.moveaxis(chunk, -2, 0))  # Ha ticks of [(B,) A]
         return self.queue.popleft()
-
-
-def ticking_together(
-    bundle: PolicyBundle, act_batch: Callable[[np.ndarray], np.ndarray], robots: int
-) -> Callable[[np.ndarray], np.ndarray]:
-    """``robots`` copies of a chunking bundle ticking in step, each through its own
-    ``ChunkRunner``: ``act(obs [robots, O]) -> [robots, A]``, the batched host policy that
-    ``firmware_export.closed_loop.fly`` flies: the robot's tick-by-tick execution, simulated."""
-    runners = [ChunkRunner(bundle, act_batch) for _ in range(robots)]
-    return lambda obs: np.stack([run(o) for run, o in zip(runners, obs, strict=True)])
 
 
 def _per_tick(layout: list[dict], count: int, last: bool) -> list[dict]:
@@ -151,5 +146,4 @@ __all__ = [
     "LoadedPolicy",
     "golden_error",
     "load_policy",
-    "ticking_together",
 ]
