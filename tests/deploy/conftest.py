@@ -54,23 +54,48 @@ class Harness:
         self.executor.add_node(self.peer)
         self.actions: list = []
         self.diagnostics: list[dict] = []
-        self.peer.create_subscription(
-            String,
-            f"{node.get_fully_qualified_name()}/diagnostics",
-            lambda m: self.diagnostics.append(json.loads(m.data)),
-            10,
+        self._endpoints: list = []  # the peer's publishers and subscriptions, not yet matched
+        self._endpoints.append(
+            self.peer.create_subscription(
+                String,
+                f"{node.get_fully_qualified_name()}/diagnostics",
+                lambda m: self.diagnostics.append(json.loads(m.data)),
+                10,
+            )
         )
 
     def collect(self, msg_type, topic: str, convert) -> None:
-        self.peer.create_subscription(
-            msg_type, topic, lambda m: self.actions.append(convert(m)), 50
+        self._endpoints.append(
+            self.peer.create_subscription(
+                msg_type, topic, lambda m: self.actions.append(convert(m)), 50
+            )
         )
 
     def publisher(self, msg_type, topic: str):
-        return self.peer.create_publisher(msg_type, topic, 10)
+        pub = self.peer.create_publisher(msg_type, topic, 10)
+        self._endpoints.append(pub)
+        return pub
+
+    def _matched(self, endpoint) -> bool:
+        if hasattr(endpoint, "get_subscription_count"):
+            return endpoint.get_subscription_count() > 0
+        return endpoint.get_publisher_count() > 0
+
+    def discover(self, timeout: float = 20.0) -> None:
+        """Spins until DDS discovery has matched each of the peer's endpoints with the node's:
+        on a loaded machine that takes longer than any fixed window a test could afford."""
+        end = time.monotonic() + timeout
+        while self._endpoints:
+            self._endpoints = [e for e in self._endpoints if not self._matched(e)]
+            if self._endpoints and time.monotonic() > end:
+                names = [e.topic_name for e in self._endpoints]
+                raise AssertionError(f"no DDS match within {timeout:.0f} s for {names}")
+            self.executor.spin_once(timeout_sec=0.01)
 
     def spin(self, seconds: float, every=None, period: float = 0.01) -> None:
-        """Spins for ``seconds``; ``every()`` is called each ``period`` (publishing)."""
+        """Spins for ``seconds`` once discovery is done; ``every()`` is called each ``period``
+        (publishing)."""
+        self.discover()
         end = time.monotonic() + seconds
         next_call = 0.0
         while time.monotonic() < end:
