@@ -36,14 +36,10 @@ demo: $(STAMP) toolchain
 	$(BIN)/python -m robotrl.demo
 
 # Two phases: every test not marked serial in $(PARALLEL) processes (whole files per process),
-# then the serial ones (ROS 2 real-time deadlines) alone on the machine. Both phases share one
-# scratch directory (ROBOTRL_TEST_SHARED): the hover run trained by the learning test in the
-# first is flown by the ROS bridge's tests in the second. $(1): a marker expression both phases
-# add ("and not slow").
+# then the serial ones (ROS 2 real-time deadlines, the shared hover run) alone on the machine.
+# $(1): a marker expression both phases add ("and not slow").
 PARALLEL ?= 2
-two_phases = shared=$$(mktemp -d) && trap 'rm -rf "$$shared"' EXIT && \
-	export ROBOTRL_TEST_SHARED=$$shared && \
-	$(PYTEST) -q -n $(PARALLEL) --dist loadfile -m "not serial $(1)" && \
+two_phases = $(PYTEST) -q -n $(PARALLEL) --dist loadfile -m "not serial $(1)" && \
 	$(PYTEST) -q -m "serial $(1)"
 
 test: $(STAMP) toolchain

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import collections
-import fcntl
 import os
-import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,46 +42,35 @@ def subprocess_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def hover_run(tmp_path_factory):
     """``(cfg, run, bundle_path)``: configs/ppo_quadrotor.yaml trained as shipped (20M steps,
-    a few minutes here) and its bundle exported, once: the learning test and the ROS bridge's
-    closed-loop tests fly the same policy.
-
-    `make test` names one directory for both of its phases (``ROBOTRL_TEST_SHARED``): the
-    learning test trains the run there in the parallel phase, and the bridge's tests, alone
-    in the serial phase, fly it. A lock makes processes that ask at once train it once; a run
-    whose training did not finish is trained again. Without the variable, once per session."""
+    a few minutes here) and its bundle exported, once per session: the learning test and the
+    ROS bridge's closed-loop test fly the same policy."""
     from robotrl import experiment
     from robotrl.export import export_run
-    from robotrl.runs import RunDir
 
     cfg = experiment.load_config(
         "configs/ppo_quadrotor.yaml",
         ["train.eval_every=0", "train.checkpoint_every=0", "env.options.success_tolerance=0.1"],
     )
-    shared = os.environ.get("ROBOTRL_TEST_SHARED")
-    root = Path(shared) / "hover" if shared else tmp_path_factory.mktemp("hover")
-    root.mkdir(parents=True, exist_ok=True)
-    done = root / "bundle_path"
-    with open(root / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.is_file():
-            shutil.rmtree(root / "quad", ignore_errors=True)
-            run, _ = experiment.train(cfg, out=root / "quad")
-            done.write_text(str(export_run(run.path, "bundle")["files"]["bundle"]))
-    return cfg, RunDir.open(root / "quad"), done.read_text()
+    run, _ = experiment.train(cfg, out=tmp_path_factory.mktemp("hover") / "quad")
+    bundle_path = export_run(run.path, "bundle")["files"]["bundle"]
+    return cfg, run, str(bundle_path)
 
 
 def pytest_collection_modifyitems(config, items):
     """Mark ``serial`` what must not share the CPU with another test process: the ROS 2 tests
-    (real-time deadlines over DDS: stale-data timeouts, e-stop latency, a node's start-up).
-    `make test` runs everything else in two processes (pytest-xdist, whole files per process,
-    so module fixtures are built once), then these alone.
+    (real-time deadlines over DDS: stale-data timeouts, e-stop latency, a node's start-up) and
+    the tests that read the session's ``hover_run`` (trained once, a few minutes). `make test`
+    runs everything else in two processes (pytest-xdist, whole files per process, so module
+    fixtures are built once), then these alone.
 
     Files with more ``slow`` tests come first (a stable sort: a file's tests stay together and
     in order). xdist hands out whole files in collection order, so the long learning files of
     ``tests/train/``, last alphabetically, would otherwise start at the end and leave one
     process alone with them."""
     for item in items:
-        if item.path.is_relative_to(ROOT / "tests" / "deploy"):
+        if item.path.is_relative_to(ROOT / "tests" / "deploy") or "hover_run" in getattr(
+            item, "fixturenames", ()
+        ):
             item.add_marker(pytest.mark.serial)
     slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
     items.sort(key=lambda item: -slow[item.path])

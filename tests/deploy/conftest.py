@@ -76,21 +76,16 @@ class Harness:
         self._endpoints.append(pub)
         return pub
 
-    def _matched(self, endpoint) -> bool:
-        if hasattr(endpoint, "get_subscription_count"):
-            return endpoint.get_subscription_count() > 0
-        return endpoint.get_publisher_count() > 0
-
     def discover(self, timeout: float = 20.0) -> None:
         """Spins until DDS discovery has matched each of the peer's endpoints with the node's:
         on a loaded machine that takes longer than any fixed window a test could afford."""
         end = time.monotonic() + timeout
-        while self._endpoints:
-            self._endpoints = [e for e in self._endpoints if not self._matched(e)]
-            if self._endpoints and time.monotonic() > end:
-                names = [e.topic_name for e in self._endpoints]
+        while unmatched := [e for e in self._endpoints if not _matched(e)]:
+            if time.monotonic() > end:
+                names = [e.topic_name for e in unmatched]
                 raise AssertionError(f"no DDS match within {timeout:.0f} s for {names}")
             self.executor.spin_once(timeout_sec=0.01)
+        self._endpoints = []
 
     def spin(self, seconds: float, every=None, period: float = 0.01) -> None:
         """Spins for ``seconds`` once discovery is done; ``every()`` is called each ``period``
@@ -109,6 +104,13 @@ class Harness:
         self.executor.remove_node(self.peer)
         self.node.destroy_node()
         self.peer.destroy_node()
+
+
+def _matched(endpoint) -> bool:
+    """A publisher with a subscriber, or a subscription with a publisher."""
+    if hasattr(endpoint, "get_subscription_count"):
+        return endpoint.get_subscription_count() > 0
+    return endpoint.get_publisher_count() > 0
 
 
 def float_array(dims, data):

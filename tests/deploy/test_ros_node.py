@@ -300,7 +300,7 @@ def test_observation_trigger_answers_every_observation(ros, quad_bundle):
     h.collect(Float32MultiArray, topics["action_topic"], as_array)
     pub = h.publisher(Float32MultiArray, topics["obs_topic"])
     try:
-        h.spin(0.3)  # discovery
+        h.discover()  # before the first observation goes out: one action answers each
         observations = raw_obs(20, 26)
         for obs in observations:
             dims, data = labelled(bundle.obs_layout, obs)
