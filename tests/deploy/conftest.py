@@ -55,6 +55,7 @@ class Harness:
         self.actions: list = []
         self.diagnostics: list[dict] = []
         self._endpoints: list = []  # the peer's publishers and subscriptions, not yet matched
+        self._collecting = False  # whether the data path is up includes a first action
         self._endpoints.append(
             self.peer.create_subscription(
                 String,
@@ -65,6 +66,7 @@ class Harness:
         )
 
     def collect(self, msg_type, topic: str, convert) -> None:
+        self._collecting = True
         self._endpoints.append(
             self.peer.create_subscription(
                 msg_type, topic, lambda m: self.actions.append(convert(m)), 50
@@ -77,15 +79,32 @@ class Harness:
         return pub
 
     def discover(self, timeout: float = 20.0) -> None:
-        """Spins until DDS discovery has matched each of the peer's endpoints with the node's:
-        on a loaded machine that takes longer than any fixed window a test could afford."""
+        """Spins until the data path is up: DDS discovery has matched each of the peer's
+        endpoints with the node's, on both ends (a reader may know its writer before the writer
+        knows the reader, and a writer sends only to readers it knows), and, where the test
+        collects actions, the first one has arrived. On a loaded machine that takes longer than
+        any fixed window a test could afford."""
         end = time.monotonic() + timeout
-        while unmatched := [e for e in self._endpoints if not _matched(e)]:
+        waiting = self._endpoints
+        while unready := self._unready(waiting):
             if time.monotonic() > end:
-                names = [e.topic_name for e in unmatched]
-                raise AssertionError(f"no DDS match within {timeout:.0f} s for {names}")
+                raise AssertionError(
+                    f"the ROS data path was not up within {timeout:.0f} s: {unready}; "
+                    f"node ticks {getattr(self.node, 'ticks', '?')}"
+                )
             self.executor.spin_once(timeout_sec=0.01)
         self._endpoints = []
+
+    def _unready(self, endpoints: list) -> list[str]:
+        """What is not up yet: unmatched endpoints (either end) and a first action not seen."""
+        topics = {e.topic_name for e in endpoints}
+        ends = [
+            e for e in [*self.node.publishers, *self.node.subscriptions] if e.topic_name in topics
+        ]
+        unready = [f"{e.topic_name} unmatched" for e in [*endpoints, *ends] if not _matched(e)]
+        if self._collecting and not self.actions and not unready:
+            unready.append("no action yet")
+        return unready
 
     def spin(self, seconds: float, every=None, period: float = 0.01) -> None:
         """Spins for ``seconds`` once discovery is done; ``every()`` is called each ``period``
