@@ -54,24 +54,25 @@ class Harness:
         self.executor.add_node(self.peer)
         self.actions: list = []
         self.diagnostics: list[dict] = []
-        self._endpoints: list = []  # the peer's publishers and subscriptions, not yet matched
-        self._collecting = False  # whether the data path is up includes a first action
-        self._endpoints.append(
-            self.peer.create_subscription(
-                String,
-                f"{node.get_fully_qualified_name()}/diagnostics",
-                lambda m: self.diagnostics.append(json.loads(m.data)),
-                10,
-            )
+        self._endpoints: list = []  # the peer's publishers and subscriptions, until all is up
+        self._silent: set[str] = set()  # the peer's subscriptions that have heard nothing yet
+        self._subscribe(
+            String,
+            f"{node.get_fully_qualified_name()}/diagnostics",
+            lambda m: self.diagnostics.append(json.loads(m.data)),
+            10,
         )
 
+    def _subscribe(self, msg_type, topic: str, on_message, depth: int) -> None:
+        def heard(msg):
+            self._silent.discard(topic)
+            on_message(msg)
+
+        self._silent.add(topic)
+        self._endpoints.append(self.peer.create_subscription(msg_type, topic, heard, depth))
+
     def collect(self, msg_type, topic: str, convert) -> None:
-        self._collecting = True
-        self._endpoints.append(
-            self.peer.create_subscription(
-                msg_type, topic, lambda m: self.actions.append(convert(m)), 50
-            )
-        )
+        self._subscribe(msg_type, topic, lambda m: self.actions.append(convert(m)), 50)
 
     def publisher(self, msg_type, topic: str):
         pub = self.peer.create_publisher(msg_type, topic, 10)
@@ -80,31 +81,29 @@ class Harness:
 
     def discover(self, timeout: float = 20.0) -> None:
         """Spins until the data path is up: DDS discovery has matched each of the peer's
-        endpoints with the node's, on both ends (a reader may know its writer before the writer
-        knows the reader, and a writer sends only to readers it knows), and, where the test
-        collects actions, the first one has arrived. On a loaded machine that takes longer than
+        endpoints with the node's, at both ends (a reader may know its writer before the writer
+        knows the reader, and a writer sends only to readers it knows), and each of the peer's
+        subscriptions has heard its first message. On a loaded machine that takes longer than
         any fixed window a test could afford."""
         end = time.monotonic() + timeout
-        waiting = self._endpoints
-        while unready := self._unready(waiting):
+        while unready := self._unready():
             if time.monotonic() > end:
                 raise AssertionError(
                     f"the ROS data path was not up within {timeout:.0f} s: {unready}; "
-                    f"node ticks {getattr(self.node, 'ticks', '?')}"
+                    f"node ticks {self.node.ticks}"
                 )
             self.executor.spin_once(timeout_sec=0.01)
         self._endpoints = []
 
-    def _unready(self, endpoints: list) -> list[str]:
-        """What is not up yet: unmatched endpoints (either end) and a first action not seen."""
-        topics = {e.topic_name for e in endpoints}
-        ends = [
+    def _unready(self) -> list[str]:
+        """What is not up yet: endpoints unmatched at either end, then subscriptions not heard."""
+        topics = {e.topic_name for e in self._endpoints}
+        node_ends = [
             e for e in [*self.node.publishers, *self.node.subscriptions] if e.topic_name in topics
         ]
-        unready = [f"{e.topic_name} unmatched" for e in [*endpoints, *ends] if not _matched(e)]
-        if self._collecting and not self.actions and not unready:
-            unready.append("no action yet")
-        return unready
+        ends = [*self._endpoints, *node_ends]
+        unmatched = [f"{e.topic_name} unmatched" for e in ends if not _matched(e)]
+        return unmatched or [f"{t} silent" for t in sorted(self._silent)]
 
     def spin(self, seconds: float, every=None, period: float = 0.01) -> None:
         """Spins for ``seconds`` once discovery is done; ``every()`` is called each ``period``
